@@ -54,7 +54,7 @@ const MaxRootSize = 1 << 20
 // the exact bytes read from the file, because signatures are checked over
 // those bytes and never over a re-encoding.
 type Envelope struct {
-	Signatures []Signature      `json:"signatures"`
+	Signatures []Signature     `json:"signatures"`
 	Signed     json.RawMessage `json:"signed"`
 }
 

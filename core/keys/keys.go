@@ -4,6 +4,7 @@
 package keys
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -282,4 +283,19 @@ func hashKeyInfo(ki *manifest.KeyInfo) (string, error) {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:]), nil
+}
+
+// Signer returns an in-process sdk.Signer for k. Only code that holds a key
+// it has just generated uses it (init); every other signature goes through a
+// signer plugin, so the private key stays in that process.
+func (k *PrivateKey) Signer() sdk.Signer { return localSigner{k} }
+
+type localSigner struct{ k *PrivateKey }
+
+func (s localSigner) PublicKey(context.Context) (sdk.PublicKey, error) {
+	return s.k.Public().SDK(), nil
+}
+
+func (s localSigner) Sign(_ context.Context, payload []byte) ([]byte, error) {
+	return s.k.Sign(payload)
 }

@@ -1,0 +1,503 @@
+// Package publish changes a mirror in transactions. A transaction reads the
+// mirror's current verified state, lets the caller stage changes, and
+// commits them in the order that keeps every reader safe (spec §6): new
+// files (tarballs), then N.<component>.json, then N.index.json, then
+// snapshot.json, then timestamp.json last. The timestamp is the commit
+// point: it is written with compare-and-swap on the one read at the start,
+// and writers hold the backend's lock, so a concurrent change is detected
+// and the transaction is run again on the new state, never lost.
+package publish
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/mirrorkit/mirror/core/keys"
+	"github.com/mirrorkit/mirror/core/manifest"
+	"github.com/mirrorkit/mirror/core/trust"
+	"github.com/mirrorkit/mirror/sdk"
+)
+
+// ErrMissingKey reports that a role key needed to sign is not available.
+var ErrMissingKey = errors.New("private key is missing")
+
+// KeySource finds the signer of a mirror role key by key ID; it returns an
+// error wrapping ErrMissingKey when it has none.
+type KeySource interface {
+	Signer(ctx context.Context, keyID string) (sdk.Signer, error)
+}
+
+// Writer commits transactions to one mirror.
+type Writer struct {
+	Backend sdk.Backend
+	Keys    KeySource
+	Clock   trust.Clock
+	// Attempts bounds how often a transaction is run again after losing to
+	// a concurrent writer; zero means 10, as stock tiup retries.
+	Attempts int
+	// BeforeCommitPoint, when set, runs just before timestamp.json is
+	// written; tests use it to stand in for a crash or a rival writer.
+	BeforeCommitPoint func(ctx context.Context) error
+}
+
+// Txn is one transaction: the mirror's current state and the staged changes.
+type Txn struct {
+	w     *Writer
+	state *trust.State
+	now   time.Time
+
+	// Index is the current index; callers change it in place and call
+	// IndexChanged.
+	Index        *manifest.Index
+	indexChanged bool
+	tsETag       string
+
+	files []stagedFile
+	comps map[string]*manifest.Envelope
+	roots []*manifest.Envelope
+}
+
+type stagedFile struct {
+	key  string
+	path string // a local file to copy
+	size int64
+	sum  string // sha256 hex
+}
+
+// Update runs fn in a transaction and commits what it staged. fn may be run
+// more than once: it must derive its changes from the Txn it is given.
+func (w *Writer) Update(ctx context.Context, fn func(ctx context.Context, tx *Txn) error) error {
+	unlock, err := w.Backend.Lock(ctx, "write")
+	if err != nil && !errors.Is(err, sdk.ErrUnsupported) {
+		return fmt.Errorf("lock mirror: %w", err)
+	}
+	if unlock != nil {
+		defer unlock()
+	}
+	attempts := w.Attempts
+	if attempts == 0 {
+		attempts = 10
+	}
+	for i := 0; ; i++ {
+		tx, err := w.begin(ctx)
+		if err != nil {
+			return err
+		}
+		if err := fn(ctx, tx); err != nil {
+			return err
+		}
+		err = tx.commit(ctx, unlock != nil)
+		if !errors.Is(err, sdk.ErrConflict) || i+1 >= attempts {
+			return err
+		}
+	}
+}
+
+// begin reads and verifies the mirror as it is now. The writer trusts the
+// mirror's own root.json (it holds the keys; this is not a client's trust
+// decision) but still verifies every signature down from it, so it never
+// builds on a tampered manifest.
+func (w *Writer) begin(ctx context.Context) (*Txn, error) {
+	anchor, _, err := w.read(ctx, "root.json", manifest.MaxRootSize)
+	if err != nil {
+		return nil, err
+	}
+	st, err := trust.New(anchor, w.Clock)
+	if err != nil {
+		return nil, err
+	}
+	st.AllowExpired = true
+	for {
+		b, _, err := w.read(ctx, manifest.VersionedName(st.Root.Version+1, "root"), manifest.MaxRootSize)
+		if errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := st.UpdateRoot(b); err != nil {
+			return nil, err
+		}
+	}
+	tsBytes, tsInfo, err := w.read(ctx, "timestamp.json", manifest.MaxTimestampSize)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.UpdateTimestamp(tsBytes, 0); err != nil {
+		return nil, err
+	}
+	snapBytes, _, err := w.read(ctx, "snapshot.json", manifest.MaxRootSize)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.UpdateSnapshot(snapBytes, nil); err != nil {
+		var he *trust.HashError
+		if !errors.As(err, &he) {
+			return nil, err
+		}
+		// An earlier commit stopped between snapshot and timestamp: roll
+		// it forward.
+		if err := st.RecoverSnapshot(snapBytes); err != nil {
+			return nil, err
+		}
+	}
+	fv, _ := st.Meta("index")
+	ixBytes, _, err := w.read(ctx, manifest.VersionedName(fv.Version, "index"), fv.Length)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.UpdateIndex(ixBytes); err != nil {
+		return nil, err
+	}
+	// The caller edits a copy, so a retry starts from the mirror again.
+	var ix manifest.Index
+	env, _ := manifest.ParseEnvelope(ixBytes)
+	if err := env.Decode(&ix); err != nil {
+		return nil, err
+	}
+	return &Txn{w: w, state: st, now: w.Clock().UTC().Truncate(time.Second), Index: &ix, tsETag: tsInfo.ETag, comps: map[string]*manifest.Envelope{}}, nil
+}
+
+func (w *Writer) read(ctx context.Context, key string, max uint64) ([]byte, sdk.ObjectInfo, error) {
+	rc, info, err := w.Backend.Get(ctx, key)
+	if err != nil {
+		return nil, info, fmt.Errorf("read %s: %w", key, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, int64(max)+1))
+	if err != nil {
+		return nil, info, fmt.Errorf("read %s: %w", key, err)
+	}
+	if err := trust.CheckLength(key, uint64(len(b)), max); err != nil {
+		return nil, info, err
+	}
+	return b, info, nil
+}
+
+// Now is the transaction's time, truncated to seconds as manifests store it.
+func (tx *Txn) Now() time.Time { return tx.now }
+
+// Root returns the newest root of the mirror.
+func (tx *Txn) Root() *manifest.Root { return tx.state.Root }
+
+// State returns the verified state the transaction started from.
+func (tx *Txn) State() *trust.State { return tx.state }
+
+// IndexChanged marks the index to be committed as a new version.
+func (tx *Txn) IndexChanged() { tx.indexChanged = true }
+
+// Component returns the current manifest of a component, verified against
+// its owner's keys, or nil when the mirror has none. Yanked components are
+// returned too: writers see everything.
+func (tx *Txn) Component(ctx context.Context, id string) (*manifest.Component, error) {
+	if _, ok := tx.state.Index.Components[id]; !ok {
+		return nil, nil
+	}
+	fv, ok := tx.state.Meta(id)
+	if !ok {
+		return nil, fmt.Errorf("%w: component %s is in the index but not in the snapshot", trust.ErrUntrusted, id)
+	}
+	b, _, err := tx.w.read(ctx, manifest.VersionedName(fv.Version, id), fv.Length)
+	if err != nil {
+		return nil, err
+	}
+	c, err := tx.state.VerifyComponent(id, b)
+	var ee *trust.ExpiredError
+	if errors.As(err, &ee) {
+		err = nil
+	}
+	return c, err
+}
+
+// AddFile stages a local file (a tarball) to be stored under key. size and
+// sum (sha256 hex) are checked while it is copied.
+func (tx *Txn) AddFile(key, path string, size int64, sum string) {
+	tx.files = append(tx.files, stagedFile{key: key, path: path, size: size, sum: sum})
+}
+
+// PutComponent stages a signed component manifest. Its version must be the
+// next after the committed one, and its signatures must meet the threshold of
+// its owner in the index as it will be committed.
+func (tx *Txn) PutComponent(env *manifest.Envelope) error {
+	var c manifest.Component
+	if err := env.Decode(&c); err != nil {
+		return err
+	}
+	want := uint64(1)
+	if fv, ok := tx.state.Meta(c.ID); ok {
+		want = fv.Version + 1
+	}
+	if c.Version != want {
+		return fmt.Errorf("publish %s: manifest version %d, the mirror needs %d: %w", c.ID, c.Version, want, sdk.ErrConflict)
+	}
+	tx.comps[c.ID] = env
+	return nil
+}
+
+// PutRoot stages a root manifest N+1 that already carries its signatures.
+func (tx *Txn) PutRoot(env *manifest.Envelope) { tx.roots = append(tx.roots, env) }
+
+// Sign signs v with the mirror's keys of role (enough of them to meet the
+// role's threshold in the newest root).
+func (tx *Txn) Sign(ctx context.Context, role string, v manifest.Signed) (*manifest.Envelope, error) {
+	r := tx.state.Root.Roles[role]
+	env, err := manifest.NewEnvelope(v)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(r.Keys))
+	for id := range r.Keys {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var missing []string
+	for _, id := range ids {
+		if uint64(len(env.Signatures)) >= r.Threshold {
+			break
+		}
+		s, err := tx.w.Keys.Signer(ctx, id)
+		if errors.Is(err, ErrMissingKey) {
+			missing = append(missing, id[:16])
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := SignWith(ctx, env, s); err != nil {
+			return nil, err
+		}
+	}
+	if uint64(len(env.Signatures)) < r.Threshold {
+		return nil, fmt.Errorf("sign %s: %w for key(s) %v; pass the directory holding the mirror keys with --key-dir", role, ErrMissingKey, missing)
+	}
+	return env, nil
+}
+
+// SignWith adds one signature by s to env.
+func SignWith(ctx context.Context, env *manifest.Envelope, s sdk.Signer) error {
+	pub, err := s.PublicKey(ctx)
+	if err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	pk, err := keys.FromSDK(pub)
+	if err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	sig, err := s.Sign(ctx, env.Signed)
+	if err != nil {
+		return fmt.Errorf("sign with key %s: %w", pk.ID()[:16], err)
+	}
+	// A signer returning garbage must not reach the mirror.
+	if err := pk.Verify(env.Signed, sig); err != nil {
+		return fmt.Errorf("sign with key %s: the signer returned an invalid signature", pk.ID()[:16])
+	}
+	return env.AddSignature(pk.ID(), sig)
+}
+
+// commit writes the staged changes in the safe order. locked says the
+// writer holds the backend's lock, so a staged N.<id>.json already present
+// can only be left by a commit that stopped before its timestamp, and is
+// overwritten.
+func (tx *Txn) commit(ctx context.Context, locked bool) error {
+	b := tx.w.Backend
+	for _, f := range tx.files {
+		if err := putFile(ctx, b, f); err != nil {
+			return err
+		}
+	}
+	snap := tx.state.Snapshot
+	meta := make(map[string]manifest.FileVersion, len(snap.Meta)+len(tx.comps))
+	for k, v := range snap.Meta {
+		meta[k] = v
+	}
+	for _, env := range tx.roots {
+		var r manifest.Root
+		if err := env.Decode(&r); err != nil {
+			return err
+		}
+		body, err := env.Bytes()
+		if err != nil {
+			return err
+		}
+		if err := putManifest(ctx, b, manifest.VersionedName(r.Version, "root"), body, locked); err != nil {
+			return err
+		}
+		meta["/root.json"] = manifest.FileVersion{Version: r.Version, Length: uint64(len(body))}
+	}
+	ids := make([]string, 0, len(tx.comps))
+	for id := range tx.comps {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	ownerKeys := map[string]*trust.KeySet{}
+	for _, id := range ids {
+		env := tx.comps[id]
+		item, ok := tx.Index.Components[id]
+		if !ok {
+			return fmt.Errorf("publish %s: the component is not in the index", id)
+		}
+		ks := ownerKeys[item.Owner]
+		if ks == nil {
+			o, ok := tx.Index.Owners[item.Owner]
+			if !ok {
+				return fmt.Errorf("publish %s: owner %s is not in the index", id, item.Owner)
+			}
+			var err error
+			if ks, err = trust.NewKeySet("owner "+item.Owner, o.Keys, o.Threshold); err != nil {
+				return err
+			}
+			ownerKeys[item.Owner] = ks
+		}
+		var c manifest.Component
+		if err := env.Decode(&c); err != nil {
+			return err
+		}
+		if err := ks.Verify(manifest.VersionedName(c.Version, id), env); err != nil {
+			return fmt.Errorf("publish %s: %w", id, err)
+		}
+		body, err := env.Bytes()
+		if err != nil {
+			return err
+		}
+		if err := putManifest(ctx, b, manifest.VersionedName(c.Version, id), body, locked); err != nil {
+			return err
+		}
+		meta[manifest.ManifestURL(id)] = manifest.FileVersion{Version: c.Version, Length: uint64(len(body))}
+	}
+	if tx.indexChanged {
+		if err := tx.Index.Validate(); err != nil {
+			return fmt.Errorf("update index: %w", err)
+		}
+		// Renew bumps the version by one from the committed one.
+		tx.Index.Version = tx.state.Index.Version
+		tx.Index.Renew(tx.now, manifest.LifetimeIndex)
+		env, err := tx.Sign(ctx, manifest.RoleIndex, tx.Index)
+		if err != nil {
+			return err
+		}
+		body, err := env.Bytes()
+		if err != nil {
+			return err
+		}
+		if err := putManifest(ctx, b, manifest.VersionedName(tx.Index.Version, "index"), body, locked); err != nil {
+			return err
+		}
+		meta["/index.json"] = manifest.FileVersion{Version: tx.Index.Version, Length: uint64(len(body))}
+	}
+	newSnap := *snap
+	newSnap.Meta = meta
+	newSnap.Renew(tx.now, manifest.LifetimeSnapshot)
+	snapEnv, err := tx.Sign(ctx, manifest.RoleSnapshot, &newSnap)
+	if err != nil {
+		return err
+	}
+	snapBody, err := snapEnv.Bytes()
+	if err != nil {
+		return err
+	}
+	ts := *tx.state.Timestamp
+	ts.Renew(tx.now, manifest.LifetimeTimestamp)
+	sum := sha256.Sum256(snapBody)
+	ts.Meta = map[string]manifest.FileHash{"/snapshot.json": {Hashes: map[string]string{"sha256": hex.EncodeToString(sum[:])}, Length: uint64(len(snapBody))}}
+	tsEnv, err := tx.Sign(ctx, manifest.RoleTimestamp, &ts)
+	if err != nil {
+		return err
+	}
+	tsBody, err := tsEnv.Bytes()
+	if err != nil {
+		return err
+	}
+	if len(tsBody) > manifest.MaxTimestampSize {
+		return fmt.Errorf("sign timestamp: %d bytes, over the client's limit of %d; use a single timestamp key", len(tsBody), manifest.MaxTimestampSize)
+	}
+	if _, err := b.Put(ctx, "snapshot.json", bytes.NewReader(snapBody), sdk.PutOptions{}); err != nil {
+		return fmt.Errorf("write snapshot.json: %w", err)
+	}
+	if tx.w.BeforeCommitPoint != nil {
+		if err := tx.w.BeforeCommitPoint(ctx); err != nil {
+			return err
+		}
+	}
+	if _, err := b.Put(ctx, "timestamp.json", bytes.NewReader(tsBody), sdk.PutOptions{IfMatch: tx.tsETag}); err != nil {
+		return fmt.Errorf("write timestamp.json: %w", err)
+	}
+	return nil
+}
+
+// putManifest writes an immutable N.<name>.json. Without the lock it is
+// create-only, so two writers cannot both claim version N.
+func putManifest(ctx context.Context, b sdk.Backend, key string, body []byte, locked bool) error {
+	opts := sdk.PutOptions{IfNoneMatch: !locked}
+	if _, err := b.Put(ctx, key, bytes.NewReader(body), opts); err != nil {
+		if errors.Is(err, sdk.ErrExist) {
+			return fmt.Errorf("write %s: another writer took this version: %w", key, sdk.ErrConflict)
+		}
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	return nil
+}
+
+// putFile stores a staged local file create-only. A file already there
+// with the same content is kept (a re-run after an interrupted commit); one
+// with other content is an error, because published tarballs are immutable.
+func putFile(ctx context.Context, b sdk.Backend, f stagedFile) error {
+	opts := sdk.PutOptions{Size: f.size, SizeKnown: true, SHA256: f.sum, IfNoneMatch: true}
+	err := storeFile(ctx, b, f, opts)
+	if errors.Is(err, sdk.ErrExist) {
+		same, serr := sameContent(ctx, b, f)
+		if serr != nil {
+			return serr
+		}
+		if same {
+			return nil
+		}
+		return fmt.Errorf("publish %s: the mirror already has a different file of that name; publish another version", f.key)
+	}
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", f.key, err)
+	}
+	return nil
+}
+
+// storeFile hands the backend the local path when it can take it (the fs
+// fast path), and streams the file otherwise.
+func storeFile(ctx context.Context, b sdk.Backend, f stagedFile, opts sdk.PutOptions) error {
+	if lf, ok := b.(sdk.LocalFiler); ok {
+		_, err := lf.PutFile(ctx, f.key, f.path, opts)
+		if !errors.Is(err, sdk.ErrUnsupported) {
+			return err
+		}
+	}
+	r, err := os.Open(f.path)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	_, err = b.Put(ctx, f.key, r, opts)
+	return err
+}
+
+func sameContent(ctx context.Context, b sdk.Backend, f stagedFile) (bool, error) {
+	rc, info, err := b.Get(ctx, f.key)
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", f.key, err)
+	}
+	defer rc.Close()
+	if info.Size != f.size {
+		return false, nil
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, rc); err != nil {
+		return false, fmt.Errorf("read %s: %w", f.key, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)) == f.sum, nil
+}

@@ -1,0 +1,42 @@
+# Mirrorkit. `make demo` runs the main job on a fresh machine; `make test` runs
+# every test (it installs what the tests need first).
+GO      ?= go
+BIN     := bin/mirror
+PKGS    := ./...
+
+.PHONY: all build demo deps test test-short bench lint fmt clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/mirror
+
+# A throwaway home and mirror: init, genkey, grant, package, publish,
+# install, and run the installed component.
+demo: build
+	bash scripts/demo.sh $(abspath $(BIN))
+
+deps:
+	$(GO) mod download
+
+test: deps lint
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+# Benchmarks only, never timed tests: MB/s and peak memory beside cp and tar.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./core/... ./plugins/... ./sdk/...
+	bash scripts/bench.sh $(abspath $(BIN))
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

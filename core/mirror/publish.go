@@ -1,0 +1,332 @@
+package mirror
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/mirrorkit/mirror/core/archive"
+	"github.com/mirrorkit/mirror/core/manifest"
+	"github.com/mirrorkit/mirror/core/publish"
+)
+
+// PublishOptions configure Publish; the fields follow `tiup mirror publish`.
+type PublishOptions struct {
+	Component  string
+	Version    string
+	Tarball    string // a local .tar.gz
+	Entry      string // the executable, relative to the unpacked tarball
+	OS, Arch   string // default: this machine's
+	Desc       string
+	Standalone bool
+	Hide       bool
+	// Keys are the owner key files (or signer URLs); default
+	// $TIUP_HOME/keys/private.json. Give several for an owner whose
+	// threshold is above one.
+	Keys []string
+}
+
+// PublishResult says what was published.
+type PublishResult struct {
+	URL              string
+	ComponentVersion uint64
+	Unchanged        bool // the same tarball was already published: a re-run
+}
+
+// Publish adds a version of a component for one platform: the tarball, then
+// the component manifest signed by its owner, then index (for a new
+// component), snapshot and timestamp signed by the mirror's role keys.
+func Publish(ctx context.Context, env *Env, opts PublishOptions) (*PublishResult, error) {
+	if opts.OS == "" {
+		opts.OS = runtime.GOOS
+	}
+	if opts.Arch == "" {
+		opts.Arch = runtime.GOARCH
+	}
+	if err := manifest.ValidComponentID(opts.Component); err != nil {
+		return nil, fmt.Errorf("%w: component: %v", ErrUsage, err)
+	}
+	if err := manifest.ValidVersion(opts.Version); err != nil {
+		return nil, fmt.Errorf("%w: version: %v", ErrUsage, err)
+	}
+	if err := manifest.ValidPlatform(opts.OS, opts.Arch); err != nil {
+		return nil, fmt.Errorf("%w: platform: %v", ErrUsage, err)
+	}
+	if opts.Entry == "" || !fs.ValidPath(opts.Entry) {
+		return nil, fmt.Errorf("%w: entry %q must be a relative path inside the tarball, e.g. bin/hello", ErrUsage, opts.Entry)
+	}
+	sums, size, err := hashFile(opts.Tarball)
+	if err != nil {
+		return nil, err
+	}
+	signers, ids, err := env.ownerSigners(ctx, opts.Keys)
+	if err != nil {
+		return nil, err
+	}
+	defer closeSigners(signers)
+
+	platform := manifest.Platform(opts.OS, opts.Arch)
+	name := manifest.TarballName(opts.Component, opts.Version, opts.OS, opts.Arch)
+	res := &PublishResult{URL: "/" + name}
+	err = env.update(ctx, func(ctx context.Context, tx *publish.Txn) error {
+		res.Unchanged = false
+		c, err := tx.Component(ctx, opts.Component)
+		if err != nil {
+			return err
+		}
+		item, exists := tx.Index.Components[opts.Component]
+		if !exists {
+			owner, err := ownerOf(tx.Index, ids)
+			if err != nil {
+				return fmt.Errorf("publish %s: %w", opts.Component, err)
+			}
+			item = manifest.ComponentItem{Owner: owner, URL: manifest.ManifestURL(opts.Component), Standalone: opts.Standalone, Hidden: opts.Hide}
+			tx.Index.Components[opts.Component] = item
+			tx.IndexChanged()
+			c = manifest.NewComponent(opts.Component, opts.Desc, tx.Now())
+		} else {
+			if err := checkOwnerKeys(tx.Index, item.Owner, ids); err != nil {
+				return fmt.Errorf("publish %s: %w", opts.Component, err)
+			}
+			if old, ok := c.Platforms[platform][opts.Version]; ok {
+				if old.Hashes["sha256"] == sums["sha256"] && old.Length == uint64(size) {
+					res.Unchanged, res.ComponentVersion = true, c.Version
+					return errUnchanged
+				}
+				return fmt.Errorf("publish %s %s: the version is already published for %s with another tarball: %w; publish a new version", opts.Component, opts.Version, platform, fs.ErrExist)
+			}
+			c.Renew(tx.Now(), manifest.LifetimeComponent)
+		}
+		if opts.Desc != "" {
+			c.Description = opts.Desc
+		}
+		if manifest.IsNightly(opts.Version) {
+			c.Nightly = opts.Version
+		}
+		pruneNightlies(c)
+		if c.Platforms[platform] == nil {
+			c.Platforms[platform] = map[string]manifest.VersionItem{}
+		}
+		c.Platforms[platform][opts.Version] = manifest.VersionItem{
+			URL:      "/" + name,
+			Entry:    opts.Entry,
+			Released: manifest.FormatTime(tx.Now()),
+			Hashes:   sums,
+			Length:   uint64(size),
+		}
+		envl, err := manifest.NewEnvelope(c)
+		if err != nil {
+			return err
+		}
+		for _, s := range signers {
+			if err := publish.SignWith(ctx, envl, s); err != nil {
+				return err
+			}
+		}
+		if err := tx.PutComponent(envl); err != nil {
+			return err
+		}
+		tx.AddFile(name, opts.Tarball, size, sums["sha256"])
+		res.ComponentVersion = c.Version
+		return nil
+	})
+	if err == errUnchanged {
+		return res, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// errUnchanged ends a transaction that has nothing to do.
+var errUnchanged = fmt.Errorf("nothing to change")
+
+// pruneNightlies drops, from every platform, the nightly versions other than
+// the current one, as stock tiup does on publish.
+func pruneNightlies(c *manifest.Component) {
+	for _, versions := range c.Platforms {
+		for v := range versions {
+			if manifest.IsNightly(v) && v != c.Nightly {
+				delete(versions, v)
+			}
+		}
+	}
+}
+
+// ownerOf finds the owner that holds the signing keys (a new component gets
+// the owner of its signer, as in stock tiup).
+func ownerOf(ix *manifest.Index, ids []string) (string, error) {
+	owners := make([]string, 0, len(ix.Owners))
+	for id := range ix.Owners {
+		owners = append(owners, id)
+	}
+	slices.Sort(owners)
+	for _, owner := range owners {
+		if checkOwnerKeys(ix, owner, ids) == nil {
+			return owner, nil
+		}
+	}
+	return "", fmt.Errorf("key %s is not an owner's key in this mirror; run `mirror grant OWNER -k KEY` first", ids[0][:16])
+}
+
+// checkOwnerKeys verifies that the given keys meet the owner's threshold,
+// before anything is signed or written.
+func checkOwnerKeys(ix *manifest.Index, owner string, ids []string) error {
+	o, ok := ix.Owners[owner]
+	if !ok {
+		return fmt.Errorf("owner %s is not in the index", owner)
+	}
+	n := uint64(0)
+	for _, id := range ids {
+		if _, ok := o.Keys[id]; ok {
+			n++
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("key %s is not a key of owner %s; pass the owner's key with -k", ids[0][:16], owner)
+	}
+	if n < o.Threshold {
+		return fmt.Errorf("%d key(s) of owner %s given, its threshold is %d; pass more with -k", n, owner, o.Threshold)
+	}
+	return nil
+}
+
+// hashFile returns the sha256 and sha512 of a file and its length, hashing
+// on two cores: the file is read once and each hash runs in its own
+// goroutine.
+func hashFile(path string) (map[string]string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open tarball %s: %w", path, fs.ErrNotExist)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("%w: tarball %s is not a regular file", ErrUsage, path)
+	}
+	hs := []hash.Hash{sha256.New(), sha512.New()}
+	n, err := parallelHash(f, hs...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read tarball %s: %w", path, err)
+	}
+	return map[string]string{
+		"sha256": hex.EncodeToString(hs[0].Sum(nil)),
+		"sha512": hex.EncodeToString(hs[1].Sum(nil)),
+	}, n, nil
+}
+
+// parallelHash feeds r to every hash at once, each on its own goroutine,
+// with two buffers: the next chunk is read while the last one is hashed, so
+// memory stays at 2 MiB whatever the file size.
+func parallelHash(r io.Reader, hs ...hash.Hash) (int64, error) {
+	const bufSize = 1 << 20
+	bufs := [2][]byte{make([]byte, bufSize), make([]byte, bufSize)}
+	var wg sync.WaitGroup
+	var total int64
+	for i := 0; ; i ^= 1 {
+		b := bufs[i]
+		n, err := io.ReadFull(r, b)
+		wg.Wait()
+		if n > 0 {
+			total += int64(n)
+			wg.Add(len(hs))
+			for _, h := range hs {
+				go func() {
+					h.Write(b[:n])
+					wg.Done()
+				}()
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			wg.Wait()
+			return total, nil
+		}
+		if err != nil {
+			wg.Wait()
+			return total, err
+		}
+	}
+}
+
+// PackageOptions configure Package (`tiup package`).
+type PackageOptions struct {
+	Paths    []string
+	Name     string
+	Release  string
+	OS, Arch string
+	Dir      string // -C: the paths are relative to it
+	OutDir   string // default ./package
+}
+
+// Package writes OUT/NAME-RELEASE-OS-ARCH.tar.gz holding the paths, as
+// `tar -czf` would, and returns its path. The file appears under its final
+// name only once complete.
+func Package(ctx context.Context, opts PackageOptions) (string, error) {
+	if opts.OS == "" {
+		opts.OS = runtime.GOOS
+	}
+	if opts.Arch == "" {
+		opts.Arch = runtime.GOARCH
+	}
+	if len(opts.Paths) == 0 {
+		return "", fmt.Errorf("%w: package needs the files to pack", ErrUsage)
+	}
+	if err := manifest.ValidComponentID(opts.Name); err != nil {
+		return "", fmt.Errorf("%w: --name: %v", ErrUsage, err)
+	}
+	if err := manifest.ValidVersion(opts.Release); err != nil {
+		return "", fmt.Errorf("%w: --release: %v", ErrUsage, err)
+	}
+	if err := manifest.ValidPlatform(opts.OS, opts.Arch); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	dir := opts.Dir
+	if dir == "" {
+		dir = "."
+	}
+	for _, p := range opts.Paths {
+		if _, err := os.Lstat(filepath.Join(dir, p)); err != nil {
+			return "", fmt.Errorf("package: %s: %w", p, fs.ErrNotExist)
+		}
+	}
+	out := opts.OutDir
+	if out == "" {
+		out = "package"
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return "", fmt.Errorf("package: %w", err)
+	}
+	final := filepath.Join(out, archive.PackageName(opts.Name, opts.Release, opts.OS, opts.Arch))
+	tmp, err := os.CreateTemp(out, ".tmp-package-*")
+	if err != nil {
+		return "", fmt.Errorf("package: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = archive.Create(ctx, tmp, dir, opts.Paths)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), final)
+	}
+	if err != nil {
+		return "", fmt.Errorf("package %s: %w", final, err)
+	}
+	return final, nil
+}

@@ -1,0 +1,332 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+
+	"github.com/mirrorkit/mirror/sdk"
+	"github.com/mirrorkit/mirror/sdk/internal/wire"
+)
+
+// Backend is a backend plugin seen from the host. It implements sdk.Backend
+// and sdk.LocalFiler; LocalPath and PutFile fail with sdk.ErrUnsupported
+// unless Caps().LocalFiles is set. It is safe for concurrent use. Close it
+// when done: the plugin process lives until then.
+type Backend struct {
+	c    *conn
+	rpc  wire.BackendClient
+	caps sdk.Capabilities
+}
+
+var (
+	_ sdk.Backend    = (*Backend)(nil)
+	_ sdk.LocalFiler = (*Backend)(nil)
+)
+
+// StartBackend starts the backend plugin cmd, opens it with cfg and fetches
+// its capabilities. logger receives the plugin's log lines; nil discards
+// them. ctx bounds the opening, not the plugin's lifetime.
+func StartBackend(ctx context.Context, cmd *exec.Cmd, cfg sdk.Config, logger hclog.Logger) (*Backend, error) {
+	c, raw, err := start(cmd, wire.BackendPluginName, func(cc *grpc.ClientConn) any {
+		return wire.NewBackendClient(cc)
+	}, logger)
+	if err != nil {
+		return nil, err
+	}
+	return openBackend(ctx, c, raw.(wire.BackendClient), cfg)
+}
+
+// openBackend opens the backend on a started connection and caches its
+// capabilities; on failure it stops the plugin.
+func openBackend(ctx context.Context, c *conn, rpc wire.BackendClient, cfg sdk.Config) (*Backend, error) {
+	b := &Backend{c: c, rpc: rpc}
+	if _, err := b.rpc.Open(ctx, wire.ConfigToProto(cfg)); err != nil {
+		err = c.wrap(err)
+		c.close()
+		return nil, fmt.Errorf("open backend %s: %w", cfg.Address, err)
+	}
+	caps, err := b.rpc.Capabilities(ctx, &wire.Empty{})
+	if err != nil {
+		err = c.wrap(err)
+		c.close()
+		return nil, fmt.Errorf("capabilities of backend %s: %w", cfg.Address, err)
+	}
+	b.caps = wire.CapsFromProto(caps)
+	return b, nil
+}
+
+// Caps returns the capabilities the plugin reported when it started.
+func (b *Backend) Caps() sdk.Capabilities { return b.caps }
+
+// Close stops the plugin process, gracefully if it can. Calls after Close
+// fail with an error wrapping fs.ErrClosed.
+func (b *Backend) Close() error { return b.c.close() }
+
+// Kill kills the plugin process with SIGKILL, leaving the client to find out
+// as it would after a crash. It exists for tests; Close still cleans up.
+func (b *Backend) Kill() error { return b.c.kill() }
+
+// Capabilities returns the cached capabilities; it never calls the plugin.
+func (b *Backend) Capabilities(context.Context) (sdk.Capabilities, error) {
+	if err := b.c.check(); err != nil {
+		return sdk.Capabilities{}, err
+	}
+	return b.caps, nil
+}
+
+// Stat returns an object's info.
+func (b *Backend) Stat(ctx context.Context, key string) (sdk.ObjectInfo, error) {
+	if err := b.c.check(); err != nil {
+		return sdk.ObjectInfo{}, err
+	}
+	m, err := b.rpc.Stat(ctx, &wire.KeyRequest{Key: key})
+	if err != nil {
+		return sdk.ObjectInfo{}, b.c.wrap(err)
+	}
+	return wire.InfoFromProto(m), nil
+}
+
+// Get opens an object for reading. The reader streams the object in chunks
+// and is bound to ctx: cancelling ctx makes the next Read fail and cancels
+// the plugin's read. The caller must close it.
+func (b *Backend) Get(ctx context.Context, key string) (io.ReadCloser, sdk.ObjectInfo, error) {
+	if err := b.c.check(); err != nil {
+		return nil, sdk.ObjectInfo{}, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	stream, err := b.rpc.Get(sctx, &wire.KeyRequest{Key: key})
+	if err != nil {
+		cancel()
+		return nil, sdk.ObjectInfo{}, b.c.wrap(err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		cancel()
+		return nil, sdk.ObjectInfo{}, b.c.wrap(err)
+	}
+	info := first.GetInfo()
+	if info == nil {
+		cancel()
+		return nil, sdk.ObjectInfo{}, fmt.Errorf("get %s: backend plugin sent data before the object's info", key)
+	}
+	return &getReader{c: b.c, stream: stream, cancel: cancel}, wire.InfoFromProto(info), nil
+}
+
+// getReader turns the Get stream back into an io.Reader.
+type getReader struct {
+	c      *conn
+	stream grpc.ServerStreamingClient[wire.GetResponse]
+	cancel context.CancelFunc
+	buf    []byte
+	err    error
+}
+
+func (r *getReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		m, err := r.stream.Recv()
+		switch {
+		case err == io.EOF:
+			r.err = io.EOF
+		case err != nil:
+			r.err = r.c.wrap(err)
+		default:
+			r.buf = m.GetChunk()
+		}
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+// Close ends the stream, cancelling the plugin's read if it is still going.
+func (r *getReader) Close() error {
+	r.cancel()
+	return nil
+}
+
+// Put streams r to the plugin in chunks of at most 1 MiB. If reading r
+// fails, the stream is cancelled, so the plugin stores nothing.
+func (b *Backend) Put(ctx context.Context, key string, r io.Reader, opts sdk.PutOptions) (sdk.ObjectInfo, error) {
+	if err := b.c.check(); err != nil {
+		return sdk.ObjectInfo{}, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := b.rpc.Put(sctx)
+	if err != nil {
+		return sdk.ObjectInfo{}, b.c.wrap(err)
+	}
+	// send reports the plugin's verdict when it ended the call early: Send
+	// then only says io.EOF and the status comes from CloseAndRecv.
+	send := func(m *wire.PutRequest) error {
+		err := stream.Send(m)
+		if err == io.EOF {
+			_, err = stream.CloseAndRecv()
+			if err == nil {
+				err = fmt.Errorf("put %s: backend plugin ended the upload early", key)
+			}
+		}
+		return b.c.wrap(err)
+	}
+	hdr := &wire.PutHeader{Key: key, Options: wire.PutOptionsToProto(opts)}
+	if err := send(&wire.PutRequest{Msg: &wire.PutRequest_Header{Header: hdr}}); err != nil {
+		return sdk.ObjectInfo{}, err
+	}
+	for {
+		// A fresh buffer per message: gRPC may still hold a sent message.
+		buf := make([]byte, wire.ChunkSize)
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			if err := send(&wire.PutRequest{Msg: &wire.PutRequest_Chunk{Chunk: buf[:n]}}); err != nil {
+				return sdk.ObjectInfo{}, err
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			cancel()
+			return sdk.ObjectInfo{}, fmt.Errorf("put %s: read source: %w", key, rerr)
+		}
+	}
+	m, err := stream.CloseAndRecv()
+	if err != nil {
+		return sdk.ObjectInfo{}, b.c.wrap(err)
+	}
+	return wire.InfoFromProto(m), nil
+}
+
+// List calls fn for every object under prefix as the plugin streams them;
+// an error from fn cancels the listing and is returned as is.
+func (b *Backend) List(ctx context.Context, prefix string, fn func(sdk.ObjectInfo) error) error {
+	if err := b.c.check(); err != nil {
+		return err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := b.rpc.List(sctx, &wire.ListRequest{Prefix: prefix})
+	if err != nil {
+		return b.c.wrap(err)
+	}
+	for {
+		m, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return b.c.wrap(err)
+		}
+		if err := fn(wire.InfoFromProto(m)); err != nil {
+			return err
+		}
+	}
+}
+
+// Delete removes an object.
+func (b *Backend) Delete(ctx context.Context, key string) error {
+	if err := b.c.check(); err != nil {
+		return err
+	}
+	_, err := b.rpc.Delete(ctx, &wire.KeyRequest{Key: key})
+	return b.c.wrap(err)
+}
+
+// Lock takes the backend's lock, waiting until it is free or ctx is done.
+// ctx governs only the wait: once taken, the lock is held by a stream that
+// lives until unlock is called, Close is called or this process dies, and
+// the plugin releases it in each case. unlock returns the plugin's error
+// from releasing; calling it again returns nil.
+func (b *Backend) Lock(ctx context.Context, name string) (func() error, error) {
+	if err := b.c.check(); err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stream, err := b.rpc.Lock(sctx)
+	if err != nil {
+		cancel()
+		return nil, b.c.wrap(err)
+	}
+	if err := stream.Send(&wire.LockRequest{Name: name}); err != nil {
+		if err == io.EOF {
+			// The plugin already ended the call; Recv has its status.
+			_, err = stream.Recv()
+		}
+		cancel()
+		return nil, b.c.wrap(err)
+	}
+	acquired := make(chan error, 1)
+	go func() {
+		m, err := stream.Recv()
+		if err == nil && !m.GetAcquired() {
+			err = fmt.Errorf("lock %s: backend plugin answered without the lock", name)
+		}
+		acquired <- err
+	}()
+	select {
+	case <-ctx.Done():
+		cancel()
+		<-acquired
+		return nil, ctx.Err()
+	case err := <-acquired:
+		if err != nil {
+			cancel()
+			return nil, b.c.wrap(err)
+		}
+	}
+	var once sync.Once
+	var uerr error
+	unlock := func() error {
+		once.Do(func() {
+			defer cancel()
+			if err := stream.CloseSend(); err != nil {
+				uerr = b.c.wrap(err)
+				return
+			}
+			// The plugin ends the call once it has released the lock; its
+			// status is the release's error.
+			if _, err := stream.Recv(); err != io.EOF {
+				if err == nil {
+					err = errors.New("backend plugin sent an unexpected message")
+				}
+				uerr = fmt.Errorf("unlock %s: %w", name, b.c.wrap(err))
+			}
+		})
+		return uerr
+	}
+	return unlock, nil
+}
+
+// LocalPath returns the path of an object's file on this machine.
+func (b *Backend) LocalPath(ctx context.Context, key string) (string, error) {
+	if err := b.c.check(); err != nil {
+		return "", err
+	}
+	m, err := b.rpc.LocalPath(ctx, &wire.KeyRequest{Key: key})
+	if err != nil {
+		return "", b.c.wrap(err)
+	}
+	return m.GetPath(), nil
+}
+
+// PutFile stores the local file at path under key without streaming it
+// through the protocol.
+func (b *Backend) PutFile(ctx context.Context, key, path string, opts sdk.PutOptions) (sdk.ObjectInfo, error) {
+	if err := b.c.check(); err != nil {
+		return sdk.ObjectInfo{}, err
+	}
+	m, err := b.rpc.PutFile(ctx, &wire.PutFileRequest{Key: key, Path: path, Options: wire.PutOptionsToProto(opts)})
+	if err != nil {
+		return sdk.ObjectInfo{}, b.c.wrap(err)
+	}
+	return wire.InfoFromProto(m), nil
+}

@@ -1,0 +1,258 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+
+	"google.golang.org/grpc"
+
+	"github.com/mirrorkit/mirror/sdk"
+	"github.com/mirrorkit/mirror/sdk/internal/wire"
+)
+
+// errNotOpened answers a call that arrives before Open; the host never
+// sends one, so it signals a broken host rather than a user error.
+var errNotOpened = errors.New("backend plugin: not opened")
+
+// BackendServer is the gRPC Backend service over an implementation that its
+// factory opens on the host's first call, Open.
+type BackendServer struct {
+	factory sdk.BackendFactory
+
+	mu sync.RWMutex
+	b  sdk.Backend
+}
+
+var _ wire.BackendServer = (*BackendServer)(nil)
+
+// NewBackendServer returns the Backend service for backends f opens.
+func NewBackendServer(f sdk.BackendFactory) *BackendServer {
+	return &BackendServer{factory: f}
+}
+
+func (s *BackendServer) backend() (sdk.Backend, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.b == nil {
+		return nil, wire.ToStatus(errNotOpened)
+	}
+	return s.b, nil
+}
+
+// Open opens the backend for the host's configuration; it may run once.
+func (s *BackendServer) Open(ctx context.Context, cfg *wire.Config) (*wire.Empty, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.b != nil {
+		return nil, wire.ToStatus(errors.New("open backend plugin: already open"))
+	}
+	b, err := s.factory(ctx, wire.ConfigFromProto(cfg))
+	if err != nil {
+		return nil, wire.ToStatus(err)
+	}
+	s.b = b
+	return &wire.Empty{}, nil
+}
+
+// Capabilities reports the backend's capabilities.
+func (s *BackendServer) Capabilities(ctx context.Context, _ *wire.Empty) (*wire.Capabilities, error) {
+	b, err := s.backend()
+	if err != nil {
+		return nil, err
+	}
+	c, err := b.Capabilities(ctx)
+	if err != nil {
+		return nil, wire.ToStatus(err)
+	}
+	// LocalFiles is a promise that the host may call LocalPath and PutFile,
+	// which only hold if the type really implements LocalFiler.
+	if _, ok := b.(sdk.LocalFiler); !ok {
+		c.LocalFiles = false
+	}
+	return wire.CapsToProto(c), nil
+}
+
+// Stat returns an object's info.
+func (s *BackendServer) Stat(ctx context.Context, req *wire.KeyRequest) (*wire.ObjectInfo, error) {
+	b, err := s.backend()
+	if err != nil {
+		return nil, err
+	}
+	info, err := b.Stat(ctx, req.GetKey())
+	if err != nil {
+		return nil, wire.ToStatus(err)
+	}
+	return wire.InfoToProto(info), nil
+}
+
+// Get streams an object: its info first, then chunks of at most
+// wire.ChunkSize bytes.
+func (s *BackendServer) Get(req *wire.KeyRequest, stream grpc.ServerStreamingServer[wire.GetResponse]) error {
+	b, err := s.backend()
+	if err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	rc, info, err := b.Get(ctx, req.GetKey())
+	if err != nil {
+		return wire.ToStatus(err)
+	}
+	defer rc.Close()
+	if err := stream.Send(&wire.GetResponse{Msg: &wire.GetResponse_Info{Info: wire.InfoToProto(info)}}); err != nil {
+		return err
+	}
+	for {
+		// A fresh buffer per message: gRPC may still hold a sent message.
+		buf := make([]byte, wire.ChunkSize)
+		n, rerr := io.ReadFull(rc, buf)
+		if n > 0 {
+			if err := stream.Send(&wire.GetResponse{Msg: &wire.GetResponse_Chunk{Chunk: buf[:n]}}); err != nil {
+				return err
+			}
+		}
+		switch {
+		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+			return nil
+		case rerr != nil:
+			return wire.ToStatus(rerr)
+		}
+	}
+}
+
+// Put hands the streamed chunks to the backend as an io.Reader, through a
+// pipe, so the object is never held in memory whole.
+func (s *BackendServer) Put(stream grpc.ClientStreamingServer[wire.PutRequest, wire.ObjectInfo]) error {
+	b, err := s.backend()
+	if err != nil {
+		return err
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hdr := first.GetHeader()
+	if hdr == nil {
+		return wire.ToStatus(errors.New("put: first message carries no header"))
+	}
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			m, err := stream.Recv()
+			if err == io.EOF {
+				pw.Close()
+				return
+			}
+			if err != nil {
+				// The host cancelled or died: the backend must see a failed
+				// read, not a clean end, so that it stores nothing.
+				pw.CloseWithError(err)
+				return
+			}
+			if _, err := pw.Write(m.GetChunk()); err != nil {
+				return
+			}
+		}
+	}()
+	info, err := b.Put(stream.Context(), hdr.GetKey(), pr, wire.PutOptionsFromProto(hdr.GetOptions()))
+	// Unblock the receiver if the backend stopped reading early, then wait
+	// for it: Recv must not run after this handler returns.
+	pr.CloseWithError(errPutFinished)
+	<-done
+	if err != nil {
+		return wire.ToStatus(err)
+	}
+	return stream.SendAndClose(wire.InfoToProto(info))
+}
+
+var errPutFinished = errors.New("put: backend stopped reading")
+
+// List streams the info of every object under the prefix.
+func (s *BackendServer) List(req *wire.ListRequest, stream grpc.ServerStreamingServer[wire.ObjectInfo]) error {
+	b, err := s.backend()
+	if err != nil {
+		return err
+	}
+	err = b.List(stream.Context(), req.GetPrefix(), func(info sdk.ObjectInfo) error {
+		return stream.Send(wire.InfoToProto(info))
+	})
+	return wire.ToStatus(err)
+}
+
+// Delete removes an object.
+func (s *BackendServer) Delete(ctx context.Context, req *wire.KeyRequest) (*wire.Empty, error) {
+	b, err := s.backend()
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Delete(ctx, req.GetKey()); err != nil {
+		return nil, wire.ToStatus(err)
+	}
+	return &wire.Empty{}, nil
+}
+
+// Lock holds the backend's lock for as long as the stream lives: it answers
+// once the lock is taken and releases it when the host closes its side or
+// the stream breaks, so a host that dies never leaves the lock held.
+func (s *BackendServer) Lock(stream grpc.BidiStreamingServer[wire.LockRequest, wire.LockResponse]) error {
+	b, err := s.backend()
+	if err != nil {
+		return err
+	}
+	req, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	unlock, err := b.Lock(stream.Context(), req.GetName())
+	if err != nil {
+		return wire.ToStatus(err)
+	}
+	if err := stream.Send(&wire.LockResponse{Acquired: true}); err != nil {
+		return errors.Join(err, wire.ToStatus(unlock()))
+	}
+	// Recv returns io.EOF when the host unlocks and an error when the stream
+	// or the connection dies; either way the lock goes.
+	for {
+		if _, err := stream.Recv(); err != nil {
+			break
+		}
+	}
+	return wire.ToStatus(unlock())
+}
+
+// LocalPath returns the path of an object's file.
+func (s *BackendServer) LocalPath(ctx context.Context, req *wire.KeyRequest) (*wire.LocalPathResponse, error) {
+	b, err := s.backend()
+	if err != nil {
+		return nil, err
+	}
+	lf, ok := b.(sdk.LocalFiler)
+	if !ok {
+		return nil, wire.ToStatus(sdk.ErrUnsupported)
+	}
+	p, err := lf.LocalPath(ctx, req.GetKey())
+	if err != nil {
+		return nil, wire.ToStatus(err)
+	}
+	return &wire.LocalPathResponse{Path: p}, nil
+}
+
+// PutFile stores a local file under a key.
+func (s *BackendServer) PutFile(ctx context.Context, req *wire.PutFileRequest) (*wire.ObjectInfo, error) {
+	b, err := s.backend()
+	if err != nil {
+		return nil, err
+	}
+	lf, ok := b.(sdk.LocalFiler)
+	if !ok {
+		return nil, wire.ToStatus(sdk.ErrUnsupported)
+	}
+	info, err := lf.PutFile(ctx, req.GetKey(), req.GetPath(), wire.PutOptionsFromProto(req.GetOptions()))
+	if err != nil {
+		return nil, wire.ToStatus(err)
+	}
+	return wire.InfoToProto(info), nil
+}

@@ -32,8 +32,9 @@ func newDirKeys(env *Env, dir string) *dirKeys {
 // Signer implements publish.KeySource.
 func (k *dirKeys) Signer(ctx context.Context, keyID string) (sdk.Signer, error) {
 	k.mu.Lock()
-	defer k.mu.Unlock()
-	if s, ok := k.signers[keyID]; ok {
+	s, ok := k.signers[keyID]
+	k.mu.Unlock()
+	if ok {
 		return s, nil
 	}
 	if k.dir == "" {
@@ -49,13 +50,40 @@ func (k *dirKeys) Signer(ctx context.Context, keyID string) (sdk.Signer, error) 
 		if err == nil {
 			var pk *keys.PublicKey
 			if pk, err = keys.FromSDK(pub); err == nil && pk.ID() == keyID {
-				k.signers[keyID] = s
-				return s, nil
+				return k.keep(keyID, s), nil
 			}
 		}
 		s.Close()
 	}
 	return nil, fmt.Errorf("key %s in %s: %w", keyID[:16], k.dir, publish.ErrMissingKey)
+}
+
+// keep records a started signer; when another goroutine started one for the
+// same key first, the spare is stopped.
+func (k *dirKeys) keep(keyID string, s *host.Signer) *host.Signer {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if prev, ok := k.signers[keyID]; ok {
+		s.Close()
+		return prev
+	}
+	k.signers[keyID] = s
+	return s
+}
+
+// Prepare implements publish.KeyPreparer: it starts the signer plugins of
+// the given keys concurrently, so their start-up overlaps; keys it cannot
+// find are left for Signer to report.
+func (k *dirKeys) Prepare(ctx context.Context, keyIDs []string) {
+	var wg sync.WaitGroup
+	for _, id := range keyIDs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k.Signer(ctx, id)
+		}()
+	}
+	wg.Wait()
 }
 
 // Close stops the signer plugins.

@@ -65,10 +65,19 @@ func Publish(ctx context.Context, env *Env, opts PublishOptions) (*PublishResult
 	if opts.Entry == "" || !fs.ValidPath(opts.Entry) {
 		return nil, fmt.Errorf("%w: entry %q must be a relative path inside the tarball, e.g. bin/hello", ErrUsage, opts.Entry)
 	}
-	sums, size, err := hashFile(opts.Tarball)
-	if err != nil {
-		return nil, err
+	if _, err := os.Stat(opts.Tarball); err != nil {
+		return nil, fmt.Errorf("open tarball %s: %w", opts.Tarball, fs.ErrNotExist)
 	}
+	// Hash on other cores while the plugins start and the mirror is read.
+	type digest struct {
+		sums map[string]string
+		size int64
+	}
+	hashed := sync.OnceValues(func() (digest, error) {
+		sums, size, err := hashFile(opts.Tarball)
+		return digest{sums, size}, err
+	})
+	go hashed()
 	signers, ids, err := env.ownerSigners(ctx, opts.Keys)
 	if err != nil {
 		return nil, err
@@ -80,6 +89,11 @@ func Publish(ctx context.Context, env *Env, opts PublishOptions) (*PublishResult
 	res := &PublishResult{URL: "/" + name}
 	err = env.update(ctx, func(ctx context.Context, tx *publish.Txn) error {
 		res.Unchanged = false
+		d, err := hashed()
+		if err != nil {
+			return err
+		}
+		sums, size := d.sums, d.size
 		c, err := tx.Component(ctx, opts.Component)
 		if err != nil {
 			return err

@@ -36,6 +36,12 @@ type KeySource interface {
 	Signer(ctx context.Context, keyID string) (sdk.Signer, error)
 }
 
+// KeyPreparer is a KeySource that can get signers ready ahead of use, all at
+// once (a signer plugin takes tens of milliseconds to start).
+type KeyPreparer interface {
+	Prepare(ctx context.Context, keyIDs []string)
+}
+
 // Writer commits transactions to one mirror.
 type Writer struct {
 	Backend sdk.Backend
@@ -60,6 +66,14 @@ type Txn struct {
 	Index        *manifest.Index
 	indexChanged bool
 	tsETag       string
+
+	// SnapshotLifetime and TimestampLifetime, when non-zero, replace the
+	// default lifetimes (manifest.LifetimeSnapshot, LifetimeTimestamp) the
+	// commit renews snapshot.json and timestamp.json with, so that a mirror
+	// nobody publishes to need not go stale after 30 days. Renewing still
+	// never shortens an expiry.
+	SnapshotLifetime  time.Duration
+	TimestampLifetime time.Duration
 
 	files []stagedFile
 	comps map[string]*manifest.Envelope
@@ -91,6 +105,9 @@ func (w *Writer) Update(ctx context.Context, fn func(ctx context.Context, tx *Tx
 		tx, err := w.begin(ctx)
 		if err != nil {
 			return err
+		}
+		if p, ok := w.Keys.(KeyPreparer); ok && i == 0 {
+			p.Prepare(ctx, tx.signingKeyIDs())
 		}
 		if err := fn(ctx, tx); err != nil {
 			return err
@@ -181,6 +198,17 @@ func (w *Writer) read(ctx context.Context, key string, max uint64) ([]byte, sdk.
 		return nil, info, err
 	}
 	return b, info, nil
+}
+
+// signingKeyIDs lists the keys of the roles a commit signs with.
+func (tx *Txn) signingKeyIDs() []string {
+	var ids []string
+	for _, role := range []string{manifest.RoleIndex, manifest.RoleSnapshot, manifest.RoleTimestamp} {
+		for id := range tx.state.Root.Roles[role].Keys {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // Now is the transaction's time, truncated to seconds as manifests store it.
@@ -395,7 +423,7 @@ func (tx *Txn) commit(ctx context.Context, locked bool) error {
 	}
 	newSnap := *snap
 	newSnap.Meta = meta
-	newSnap.Renew(tx.now, manifest.LifetimeSnapshot)
+	newSnap.Renew(tx.now, lifetimeOr(tx.SnapshotLifetime, manifest.LifetimeSnapshot))
 	snapEnv, err := tx.Sign(ctx, manifest.RoleSnapshot, &newSnap)
 	if err != nil {
 		return err
@@ -405,7 +433,7 @@ func (tx *Txn) commit(ctx context.Context, locked bool) error {
 		return err
 	}
 	ts := *tx.state.Timestamp
-	ts.Renew(tx.now, manifest.LifetimeTimestamp)
+	ts.Renew(tx.now, lifetimeOr(tx.TimestampLifetime, manifest.LifetimeTimestamp))
 	sum := sha256.Sum256(snapBody)
 	ts.Meta = map[string]manifest.FileHash{"/snapshot.json": {Hashes: map[string]string{"sha256": hex.EncodeToString(sum[:])}, Length: uint64(len(snapBody))}}
 	tsEnv, err := tx.Sign(ctx, manifest.RoleTimestamp, &ts)
@@ -431,6 +459,14 @@ func (tx *Txn) commit(ctx context.Context, locked bool) error {
 		return fmt.Errorf("write timestamp.json: %w", err)
 	}
 	return nil
+}
+
+// lifetimeOr returns d, or def when d is zero.
+func lifetimeOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }
 
 // putManifest writes an immutable N.<name>.json. Without the lock it is

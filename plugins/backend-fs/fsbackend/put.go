@@ -59,8 +59,8 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, opts sdk.Put
 // PutFile stores the file at src under key, as Put would. The bytes move
 // with io.Copy between two *os.File values, which Linux turns into
 // copy_file_range (or sendfile), so they never pass through user space; the
-// digest, when asked for, is then computed from the stored copy, which is
-// what a reader will get.
+// digest, when asked for, is computed from the stored copy, which is what a
+// reader will get, chunk by chunk on another core while later chunks copy.
 func (b *Backend) PutFile(ctx context.Context, key, src string, opts sdk.PutOptions) (sdk.ObjectInfo, error) {
 	if err := writable("put", key); err != nil {
 		return sdk.ObjectInfo{}, err
@@ -87,29 +87,14 @@ func (b *Backend) PutFile(ctx context.Context, key, src string, opts sdk.PutOpti
 	if err != nil {
 		return sdk.ObjectInfo{}, err
 	}
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			tmp.discard()
-			return sdk.ObjectInfo{}, fmt.Errorf("put %s: %w", key, err)
-		}
-		c, err := io.CopyN(tmp.f, in, copyChunk)
-		n += c
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			tmp.discard()
-			return sdk.ObjectInfo{}, fmt.Errorf("put %s: %w", key, err)
-		}
-	}
 	var h hash.Hash
 	if opts.SHA256 != "" {
 		h = sha256.New()
-		if _, err := io.Copy(h, io.NewSectionReader(tmp.f, 0, n)); err != nil {
-			tmp.discard()
-			return sdk.ObjectInfo{}, fmt.Errorf("put %s: hash the copy: %w", key, err)
-		}
+	}
+	n, err := copyHashing(ctx, tmp.f, in, h)
+	if err != nil {
+		tmp.discard()
+		return sdk.ObjectInfo{}, fmt.Errorf("put %s: %w", key, err)
 	}
 	if err := verify(key, n, h, opts); err != nil {
 		tmp.discard()
@@ -337,4 +322,57 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// copyHashing copies in to out in chunks, checking ctx between them. When h
+// is set, a second goroutine hashes each chunk from out (the stored bytes,
+// read back from the page cache) while the next one copies, so verifying
+// costs little more than copying.
+func copyHashing(ctx context.Context, out, in *os.File, h hash.Hash) (int64, error) {
+	var ends chan int64
+	hashed := make(chan error, 1)
+	if h != nil {
+		ends = make(chan int64, 4)
+		go func() {
+			var off int64
+			var err error
+			for end := range ends {
+				if err == nil {
+					_, err = io.Copy(h, io.NewSectionReader(out, off, end-off))
+				}
+				off = end
+			}
+			hashed <- err
+		}()
+	}
+	n, err := copyChunks(ctx, out, in, ends)
+	if ends != nil {
+		close(ends)
+		if herr := <-hashed; err == nil && herr != nil {
+			err = fmt.Errorf("hash the copy: %w", herr)
+		}
+	}
+	return n, err
+}
+
+// copyChunks copies in to out copyChunk bytes at a time, reporting the end
+// offset of each chunk on ends when it is not nil.
+func copyChunks(ctx context.Context, out, in *os.File, ends chan<- int64) (int64, error) {
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		c, err := io.CopyN(out, in, copyChunk)
+		n += c
+		if c > 0 && ends != nil {
+			ends <- n
+		}
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }

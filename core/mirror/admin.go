@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"github.com/mirrorkit/mirror/core/keys"
 	"github.com/mirrorkit/mirror/core/manifest"
 	"github.com/mirrorkit/mirror/core/publish"
+	"github.com/mirrorkit/mirror/core/repo"
 	"github.com/mirrorkit/mirror/core/trust"
 	"github.com/mirrorkit/mirror/sdk"
 	"github.com/mirrorkit/mirror/sdk/host"
@@ -295,20 +295,9 @@ func readRemoteFile(ctx context.Context, env *Env, u string) ([]byte, error) {
 	return readSmall(ctx, b, u[i+1:], manifest.MaxRootSize)
 }
 
-func readSmall(ctx context.Context, b sdk.Backend, key string, max int64) ([]byte, error) {
-	rc, _, err := b.Get(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("read %s: %w", key, trust.CheckLength(key, uint64(len(data)), uint64(max)))
-	}
-	return data, nil
+func readSmall(ctx context.Context, b sdk.Backend, key string, max uint64) ([]byte, error) {
+	data, _, err := repo.ReadCapped(ctx, b, key, max)
+	return data, err
 }
 
 func writeFile(path string, b []byte) error {

@@ -16,13 +16,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"sort"
 	"time"
 
 	"github.com/mirrorkit/mirror/core/keys"
 	"github.com/mirrorkit/mirror/core/manifest"
+	"github.com/mirrorkit/mirror/core/repo"
 	"github.com/mirrorkit/mirror/core/trust"
 	"github.com/mirrorkit/mirror/sdk"
 )
@@ -133,17 +133,8 @@ func (w *Writer) begin(ctx context.Context) (*Txn, error) {
 		return nil, err
 	}
 	st.AllowExpired = true
-	for {
-		b, _, err := w.read(ctx, manifest.VersionedName(st.Root.Version+1, "root"), manifest.MaxRootSize)
-		if errors.Is(err, fs.ErrNotExist) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		if err := st.UpdateRoot(b); err != nil {
-			return nil, err
-		}
+	if _, err := repo.FollowRootChain(ctx, w.Backend, st, nil); err != nil {
+		return nil, err
 	}
 	tsBytes, tsInfo, err := w.read(ctx, "timestamp.json", manifest.MaxTimestampSize)
 	if err != nil {
@@ -185,19 +176,7 @@ func (w *Writer) begin(ctx context.Context) (*Txn, error) {
 }
 
 func (w *Writer) read(ctx context.Context, key string, max uint64) ([]byte, sdk.ObjectInfo, error) {
-	rc, info, err := w.Backend.Get(ctx, key)
-	if err != nil {
-		return nil, info, fmt.Errorf("read %s: %w", key, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, int64(max)+1))
-	if err != nil {
-		return nil, info, fmt.Errorf("read %s: %w", key, err)
-	}
-	if err := trust.CheckLength(key, uint64(len(b)), max); err != nil {
-		return nil, info, err
-	}
-	return b, info, nil
+	return repo.ReadCapped(ctx, w.Backend, key, max)
 }
 
 // signingKeyIDs lists the keys of the roles a commit signs with.

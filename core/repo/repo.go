@@ -128,24 +128,33 @@ func (r *Repo) update(ctx context.Context) error {
 	return nil
 }
 
-// updateRoot follows N.root.json from the trusted version until the mirror
-// has no next one. Each step needs both the old and the new threshold.
+// updateRoot follows the root chain and saves each new root.
 func (r *Repo) updateRoot(ctx context.Context) (bool, error) {
+	return FollowRootChain(ctx, r.backend, r.state, r.store.Save)
+}
+
+// FollowRootChain moves st along N.root.json from its trusted version until
+// the mirror has no next one; each step needs both the old and the new
+// threshold (trust.State.UpdateRoot). saved, when not nil, is given each new
+// root as it is trusted. It reports whether the root changed.
+func FollowRootChain(ctx context.Context, b sdk.Backend, st *trust.State, saved func(name string, data []byte) error) (bool, error) {
 	changed := false
 	for {
-		name := manifest.VersionedName(r.state.Root.Version+1, "root")
-		b, err := r.fetch(ctx, name, manifest.MaxRootSize)
+		name := manifest.VersionedName(st.Root.Version+1, "root")
+		data, _, err := ReadCapped(ctx, b, name, manifest.MaxRootSize)
 		if errors.Is(err, fs.ErrNotExist) {
 			return changed, nil
 		}
 		if err != nil {
 			return changed, err
 		}
-		if err := r.state.UpdateRoot(b); err != nil {
+		if err := st.UpdateRoot(data); err != nil {
 			return changed, err
 		}
-		if err := r.store.Save(name, b); err != nil {
-			return changed, err
+		if saved != nil {
+			if err := saved(name, data); err != nil {
+				return changed, err
+			}
 		}
 		changed = true
 	}
@@ -195,19 +204,27 @@ func (r *Repo) Component(ctx context.Context, id string, includeYanked bool) (*m
 
 // fetch reads a whole small object, refusing more than max bytes.
 func (r *Repo) fetch(ctx context.Context, key string, max uint64) ([]byte, error) {
-	rc, _, err := r.backend.Get(ctx, key)
+	b, _, err := ReadCapped(ctx, r.backend, key, max)
+	return b, err
+}
+
+// ReadCapped reads a whole small object (a manifest), refusing more than max
+// bytes: it never reads past max+1, so an endless answer cannot exhaust
+// memory.
+func ReadCapped(ctx context.Context, b sdk.Backend, key string, max uint64) ([]byte, sdk.ObjectInfo, error) {
+	rc, info, err := b.Get(ctx, key)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
+		return nil, info, fmt.Errorf("read %s: %w", key, err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, int64(max)+1))
+	data, err := io.ReadAll(io.LimitReader(rc, int64(max)+1))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
+		return nil, info, fmt.Errorf("read %s: %w", key, err)
 	}
-	if err := trust.CheckLength(key, uint64(len(b)), max); err != nil {
-		return nil, err
+	if err := trust.CheckLength(key, uint64(len(data)), max); err != nil {
+		return nil, info, err
 	}
-	return b, nil
+	return data, info, nil
 }
 
 // OpenTarball opens a component tarball through a reader that refuses to

@@ -128,11 +128,7 @@ func (s *State) UpdateTimestamp(b []byte, prev uint64) error {
 		return &HashError{File: file, What: "length", Want: "at most " + strconv.Itoa(manifest.MaxTimestampSize), Got: strconv.Itoa(len(b))}
 	}
 	var ts manifest.Timestamp
-	env, err := decodeSigned(file, b, &ts)
-	if err != nil {
-		return err
-	}
-	if err := s.roles[manifest.RoleTimestamp].Verify(file, env); err != nil {
+	if err := s.decodeByRole(file, manifest.RoleTimestamp, b, &ts); err != nil {
 		return err
 	}
 	if err := s.checkExpiry(file, &ts.Base); err != nil {
@@ -176,11 +172,7 @@ func (s *State) UpdateSnapshot(b []byte, prev *manifest.Snapshot) error {
 		return &HashError{File: file, What: "sha256", Want: meta.Hashes["sha256"], Got: got}
 	}
 	var snap manifest.Snapshot
-	env, err := decodeSigned(file, b, &snap)
-	if err != nil {
-		return err
-	}
-	if err := s.roles[manifest.RoleSnapshot].Verify(file, env); err != nil {
+	if err := s.decodeByRole(file, manifest.RoleSnapshot, b, &snap); err != nil {
 		return err
 	}
 	if err := s.checkExpiry(file, &snap.Base); err != nil {
@@ -210,11 +202,7 @@ func (s *State) UpdateSnapshot(b []byte, prev *manifest.Snapshot) error {
 func (s *State) RecoverSnapshot(b []byte) error {
 	const file = "snapshot.json"
 	var snap manifest.Snapshot
-	env, err := decodeSigned(file, b, &snap)
-	if err != nil {
-		return err
-	}
-	if err := s.roles[manifest.RoleSnapshot].Verify(file, env); err != nil {
+	if err := s.decodeByRole(file, manifest.RoleSnapshot, b, &snap); err != nil {
 		return err
 	}
 	s.Snapshot, s.SnapshotBytes = &snap, b
@@ -253,11 +241,7 @@ func (s *State) UpdateIndex(b []byte) error {
 		return err
 	}
 	var ix manifest.Index
-	env, err := decodeSigned(file, b, &ix)
-	if err != nil {
-		return err
-	}
-	if err := s.roles[manifest.RoleIndex].Verify(file, env); err != nil {
+	if err := s.decodeByRole(file, manifest.RoleIndex, b, &ix); err != nil {
 		return err
 	}
 	if ix.Version != fv.Version {
@@ -353,6 +337,16 @@ func (s *State) checkExpiry(file string, b *manifest.Base) error {
 		return &ExpiredError{File: file, Expires: exp}
 	}
 	return nil
+}
+
+// decodeByRole decodes a manifest into v and checks its signatures against
+// a top-level role of the trusted root.
+func (s *State) decodeByRole(file, role string, b []byte, v manifest.Signed) error {
+	env, err := decodeSigned(file, b, v)
+	if err != nil {
+		return err
+	}
+	return s.roles[role].Verify(file, env)
 }
 
 func decodeSigned(file string, b []byte, v manifest.Signed) (*manifest.Envelope, error) {

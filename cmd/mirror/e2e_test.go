@@ -223,6 +223,12 @@ func TestMainJob(t *testing.T) {
 	if got := strings.TrimSpace(s.must("install", "hello").stdout); !strings.Contains(got, "v0.0.2") {
 		t.Errorf("latest install went to %s", got)
 	}
+	// --backend picks a plugin by name: the built-in fs, or an external
+	// mirror-backend-NAME that must exist.
+	if out := s.must("--backend", "fs", "list").stdout; !strings.Contains(out, "hello") {
+		t.Errorf("--backend fs list: %s", out)
+	}
+	s.fail(5, "mirror-backend-nosuch", "--backend", "nosuch", "list")
 	if s.run("--help").code != 0 || s.run("publish", "--help").code != 0 {
 		t.Error("help fails")
 	}

@@ -111,7 +111,8 @@ plugin by name.`,
 	pf.StringVar(&a.env.KeyDir, "key-dir", "", "directory holding the mirror's role keys (default: what init recorded, else MIRROR/keys)")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log plugin activity to stderr")
 	root.AddCommand(a.initCommand(), a.genkeyCommand(), a.setCommand(), a.showCommand(), a.grantCommand(),
-		a.packageCommand(), a.publishCommand(), a.listCommand(), a.installCommand(), a.verifyCommand())
+		a.packageCommand(), a.publishCommand(), a.listCommand(), a.installCommand(), a.verifyCommand(),
+		a.modifyCommand(), a.renewCommand(), a.signCommand())
 	return root
 }
 

@@ -301,6 +301,7 @@ func TestBadInput(t *testing.T) {
 		{"init without address", 64, "init", []string{"init"}},
 		{"init into a non-empty dir", 1, "not empty", []string{"init", "m"}},
 		{"unknown flag", 64, "unknown flag", []string{"list", "--bogus"}},
+		{"unknown command", 64, "unknown command", []string{"lsit"}},
 		{"publish too few args", 64, "publish", []string{"publish", "hello", "v0.0.3"}},
 		{"publish bad version", 64, "version", []string{"publish", "hello", "1.0", tarball, "hello"}},
 		{"publish bad platform", 64, "platform", []string{"publish", "hello", "v0.0.3", tarball, "hello", "--os", "plan9"}},

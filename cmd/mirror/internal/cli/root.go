@@ -71,6 +71,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
+	// cobra reports an unknown command with an untyped error; it is a usage
+	// error all the same.
+	if err != nil && strings.HasPrefix(err.Error(), "unknown command") {
+		err = fmt.Errorf("%w: %v; see 'mirror --help'", mirror.ErrUsage, err)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "mirror: %s\n", oneLine(err.Error()))
 		return ExitCode(err)

@@ -117,7 +117,7 @@ plugin by name.`,
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log plugin activity to stderr")
 	root.AddCommand(a.initCommand(), a.genkeyCommand(), a.setCommand(), a.showCommand(), a.grantCommand(),
 		a.packageCommand(), a.publishCommand(), a.listCommand(), a.installCommand(), a.verifyCommand(),
-		a.modifyCommand(), a.renewCommand(), a.signCommand(), a.cloneCommand())
+		a.modifyCommand(), a.renewCommand(), a.signCommand(), a.cloneCommand(), a.mergeCommand())
 	return root
 }
 

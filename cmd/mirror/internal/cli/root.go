@@ -117,7 +117,8 @@ plugin by name.`,
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log plugin activity to stderr")
 	root.AddCommand(a.initCommand(), a.genkeyCommand(), a.setCommand(), a.showCommand(), a.grantCommand(),
 		a.packageCommand(), a.publishCommand(), a.listCommand(), a.installCommand(), a.verifyCommand(),
-		a.modifyCommand(), a.renewCommand(), a.signCommand(), a.cloneCommand(), a.mergeCommand())
+		a.modifyCommand(), a.renewCommand(), a.signCommand(), a.cloneCommand(), a.mergeCommand(),
+		a.rotateCommand(), a.transferCommand())
 	return root
 }
 

@@ -1,6 +1,7 @@
 // Package mirror implements the verbs of the `mirror` tool as functions with
 // XxxOptions structs: init, genkey, set, show, grant, package, publish,
-// modify, renew, sign, list, install and verify. The CLI maps flags onto the options and prints
+// modify, renew, sign, rotate, transfer-owner, merge, clone, list, install
+// and verify. The CLI maps flags onto the options and prints
 // the results; everything a verb needs from outside (the home directory, the
 // clock, the plugin host) comes in through an Env.
 package mirror

@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/mirrorkit/mirror/plugins/backend-fs/fsbackend"
+	"github.com/mirrorkit/mirror/plugins/backend-http/httpbackend"
 	"github.com/mirrorkit/mirror/plugins/signer-local/localsigner"
 	"github.com/mirrorkit/mirror/sdk/serve"
 )
@@ -17,6 +18,7 @@ const pluginCommand = "__plugin"
 // builtins are the plugins compiled into this binary, by name.
 var builtins = map[string]func(){
 	"backend-fs":   func() { serve.Backend(fsbackend.Open) },
+	"backend-http": func() { serve.Backend(httpbackend.Open) },
 	"signer-local": func() { serve.Signer(localsigner.Open) },
 }
 

@@ -118,7 +118,7 @@ plugin by name.`,
 	root.AddCommand(a.initCommand(), a.genkeyCommand(), a.setCommand(), a.showCommand(), a.grantCommand(),
 		a.packageCommand(), a.publishCommand(), a.listCommand(), a.installCommand(), a.verifyCommand(),
 		a.modifyCommand(), a.renewCommand(), a.signCommand(), a.cloneCommand(), a.mergeCommand(),
-		a.rotateCommand(), a.transferCommand())
+		a.rotateCommand(), a.transferCommand(), a.serveCommand())
 	return root
 }
 

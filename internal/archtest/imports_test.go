@@ -93,6 +93,10 @@ func rule(from, imp string, test bool, isStd func(string) bool) string {
 		return "sdk imports only the standard library"
 	case under(from, "sdk") && internal && (under(to, "core") || under(to, "plugins")):
 		return "nothing under sdk/ imports core/ or plugins/"
+	case under(from, "sdk/sdktest") && !isStd(imp) && !(internal && (to == "sdk" || under(to, "sdk/sdktest"))):
+		// Plugin authors put the suites in their tests; they must pull in
+		// nothing a plugin does not already depend on.
+		return "sdk/sdktest imports only the standard library and sdk"
 	case under(from, "core") && internal && under(to, "plugins") && !test:
 		// Tests may use a real plugin implementation as a fixture: that does
 		// not couple the shipped code.
@@ -185,6 +189,7 @@ func TestRulesCatchViolations(t *testing.T) {
 				{ImportPath: m("sdk/serve"), Imports: []string{m("sdk"), m("sdk/internal/wire"), "github.com/hashicorp/go-plugin"}},
 				{ImportPath: m("sdk/host"), Imports: []string{m("sdk"), m("sdk/internal/wire")}, TestImports: []string{m("sdk/serve")}},
 				{ImportPath: m("core/pluginhost"), Imports: []string{m("sdk"), m("sdk/host")}, TestImports: []string{m("sdk/serve")}},
+				{ImportPath: m("sdk/sdktest"), Imports: []string{"testing", m("sdk")}, XTestImports: []string{m("sdk"), m("sdk/sdktest")}},
 				{ImportPath: m("core/mirror"), Imports: []string{m("core/repo"), m("core/pluginhost")}},
 				{ImportPath: m("plugins/backend-fs"), Imports: []string{m("plugins/backend-fs/fsbackend"), m("sdk/serve")}},
 				{ImportPath: m("plugins/backend-fs/fsbackend"), Imports: []string{m("sdk"), m("core/manifest"), "golang.org/x/sys/unix"}, XTestImports: []string{m("sdk/sdktest"), m("sdk/host")}},
@@ -212,6 +217,16 @@ func TestRulesCatchViolations(t *testing.T) {
 			name: "sdk test imports a plugin",
 			pkgs: []pkg{{ImportPath: m("sdk/sdktest"), XTestImports: []string{m("plugins/backend-fs/fsbackend")}}},
 			want: []string{"nothing under sdk/ imports core/ or plugins/"},
+		},
+		{
+			name: "sdktest imports a third-party library",
+			pkgs: []pkg{{ImportPath: m("sdk/sdktest"), Imports: []string{"testing", "github.com/google/go-cmp/cmp"}}},
+			want: []string{"sdk/sdktest imports github.com/google/go-cmp/cmp: sdk/sdktest imports only the standard library and sdk"},
+		},
+		{
+			name: "sdktest test imports the host",
+			pkgs: []pkg{{ImportPath: m("sdk/sdktest"), XTestImports: []string{m("sdk/host")}}},
+			want: []string{"sdk/sdktest imports " + m("sdk/host") + ": sdk/sdktest imports only"},
 		},
 		{
 			name: "core imports a plugin",

@@ -45,6 +45,9 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, opts sdk.Put
 		src = io.LimitReader(src, opts.Size+1)
 	}
 	n, err := io.Copy(w, src)
+	if err == nil {
+		err = ctx.Err() // a source that ends cleanly after a cancel must not commit
+	}
 	if err != nil {
 		tmp.discard()
 		return sdk.ObjectInfo{}, fmt.Errorf("put %s: %w", key, err)

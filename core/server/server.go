@@ -47,8 +47,13 @@ type Options struct {
 type Server struct {
 	backend    sdk.Backend
 	localFiles sdk.LocalFiler // nil unless the backend has local files
-	log        hclog.Logger
-	now        func() time.Time
+	// dir is the mirror's directory when the backend keeps each object as
+	// the file named by its key (backend-fs): requests are then served
+	// with no call into the plugin at all, through an os.Root, so a link
+	// planted in the mirror cannot lead outside it.
+	dir *os.Root
+	log hclog.Logger
+	now func() time.Time
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -63,6 +68,7 @@ func New(ctx context.Context, b sdk.Backend, opts Options) (*Server, error) {
 	s := &Server{backend: b, log: opts.Logger, now: opts.Clock}
 	if lf, ok := b.(sdk.LocalFiler); ok && caps.LocalFiles {
 		s.localFiles = lf
+		s.dir = mirrorDir(ctx, lf)
 	}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
@@ -203,6 +209,17 @@ func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, key string) 
 	// The ETag comes from the backend and the bytes from the open file; a
 	// few tries make them describe the same version even when the key is
 	// replaced meanwhile.
+	if s.dir != nil {
+		f, info, err := s.openDir(key)
+		if err != nil {
+			s.backendError(w, key, err)
+			return true
+		}
+		defer f.Close()
+		setHeaders(w, key, info)
+		http.ServeContent(w, r, "", info.ModTime, f)
+		return true
+	}
 	for range 3 {
 		f, info, err := s.openLocal(r.Context(), key)
 		if errors.Is(err, sdk.ErrUnsupported) {
@@ -222,6 +239,42 @@ func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, key string) 
 	}
 	// The key kept changing: stream whatever version Get opens.
 	return false
+}
+
+// mirrorDir opens the directory that holds the mirror's files when the
+// backend maps keys to same-named files under one directory, or returns nil.
+func mirrorDir(ctx context.Context, lf sdk.LocalFiler) *os.Root {
+	const probe = "root.json"
+	p, err := lf.LocalPath(ctx, probe)
+	if err != nil || !strings.HasSuffix(p, string(os.PathSeparator)+probe) {
+		return nil
+	}
+	dir, err := os.OpenRoot(strings.TrimSuffix(p, string(os.PathSeparator)+probe))
+	if err != nil {
+		return nil
+	}
+	return dir
+}
+
+// openDir opens key in the mirror's directory; its info comes from the
+// open file itself, so the headers always describe the bytes sent.
+func (s *Server) openDir(key string) (*os.File, sdk.ObjectInfo, error) {
+	f, err := s.dir.Open(key)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, sdk.ObjectInfo{}, fmt.Errorf("read %s: %w", key, sdk.ErrNotFound)
+		}
+		return nil, sdk.ObjectInfo{}, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("read %s: %w", key, sdk.ErrNotFound)
+	}
+	if err != nil {
+		f.Close()
+		return nil, sdk.ObjectInfo{}, err
+	}
+	return f, sdk.ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil
 }
 
 // errChanged reports that a key was replaced between Stat and open.

@@ -97,7 +97,11 @@ TiUP v1 format, so that the stock tiup client installs from them unchanged.
 Every command finds its mirror in --mirror, else $TIUP_MIRRORS (for this run
 only, never saved), else the mirror saved by 'mirror set'. An address is a
 directory, a file:// URL, or another backend's URL; --backend picks a backend
-plugin by name.`,
+plugin by name.
+
+Exit codes: 0 done; 1 error; 3 untrusted (a signature, threshold, expiry,
+version, length or hash check failed, or an archive entry tried to escape);
+4 conflict (a concurrent change won; run again); 5 not found; 64 usage.`,
 		Example: `  mirror init ./m && mirror set ./m
   mirror genkey && mirror grant alice
   mirror package hello.sh --name hello --release v0.0.1

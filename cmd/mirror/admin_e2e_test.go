@@ -175,7 +175,7 @@ func TestRenewComponent(t *testing.T) {
 
 	// Ten days on, the default 5 years run from then.
 	later := time.Now().UTC().Add(10 * 24 * time.Hour).Truncate(time.Second)
-	r := s.runEnv([]string{"MIRRORKIT_TEST_NOW=" + later.Format(time.RFC3339)}, "renew", "hello")
+	r := s.runEnv([]string{"MIRROR_TEST_NOW=" + later.Format(time.RFC3339)}, "renew", "hello")
 	if r.code != 0 {
 		t.Fatalf("renew: exit %d: %s", r.code, r.stderr)
 	}
@@ -199,7 +199,7 @@ func TestRenewComponent(t *testing.T) {
 
 	// Six years on the manifest has expired; renew still works.
 	expired := exp2.Add(365 * 24 * time.Hour)
-	r = s.runEnv([]string{"MIRRORKIT_TEST_NOW=" + expired.Format(time.RFC3339)}, "renew", "hello", "--days", "30")
+	r = s.runEnv([]string{"MIRROR_TEST_NOW=" + expired.Format(time.RFC3339)}, "renew", "hello", "--days", "30")
 	if r.code != 0 {
 		t.Fatalf("renew of an expired manifest: exit %d: %s", r.code, r.stderr)
 	}
@@ -212,7 +212,7 @@ func TestRenewComponent(t *testing.T) {
 // publishes to verifiable long after the default 30 days.
 func TestRenewRoles(t *testing.T) {
 	s := newMirror(t)
-	future := []string{"MIRRORKIT_TEST_NOW=" + time.Now().UTC().Add(100*24*time.Hour).Format(time.RFC3339)}
+	future := []string{"MIRROR_TEST_NOW=" + time.Now().UTC().Add(100*24*time.Hour).Format(time.RFC3339)}
 	if r := s.runEnv(future, "verify"); r.code != 3 || !strings.Contains(r.stdout, "expired") {
 		t.Fatalf("verify 100 days on without renewal: exit %d: %s%s", r.code, r.stdout, r.stderr)
 	}

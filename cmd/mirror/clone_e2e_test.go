@@ -101,7 +101,7 @@ func TestCloneFixture(t *testing.T) {
 	if err := os.CopyFS(s.path("fx"), os.DirFS(src)); err != nil {
 		t.Fatal(err)
 	}
-	clock := []string{"MIRRORKIT_TEST_NOW=" + fixtureNow}
+	clock := []string{"MIRROR_TEST_NOW=" + fixtureNow}
 	run := func(args ...string) string {
 		t.Helper()
 		r := s.runEnv(clock, args...)

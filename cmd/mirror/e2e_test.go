@@ -24,7 +24,7 @@ var mirrorBin string
 const fixtureMirror = "../../../shared/fixtures/tiup-v1-mirror"
 
 // fixtureNow lies inside the fixture's validity window; the binary is built
-// with -tags testclock, the only build that honours MIRRORKIT_TEST_NOW.
+// with -tags testclock, the only build that honours MIRROR_TEST_NOW.
 const fixtureNow = "2026-11-23T12:00:00Z"
 
 func TestMain(m *testing.M) {
@@ -487,7 +487,7 @@ func TestFixtureMirror(t *testing.T) {
 	if err := os.CopyFS(s.path("fx"), os.DirFS(src)); err != nil {
 		t.Fatal(err)
 	}
-	clock := []string{"MIRRORKIT_TEST_NOW=" + fixtureNow}
+	clock := []string{"MIRROR_TEST_NOW=" + fixtureNow}
 	run := func(args ...string) result {
 		r := s.runEnv(clock, args...)
 		if r.code != 0 {
@@ -520,7 +520,7 @@ func TestFixtureMirror(t *testing.T) {
 		t.Errorf("install of a yanked component: exit %d", r.code)
 	}
 	// Past the snapshot's expiry the same mirror is refused.
-	if r := s.runEnv([]string{"MIRRORKIT_TEST_NOW=2026-12-23T00:00:00Z"}, "verify", "fx"); r.code != 3 || !strings.Contains(r.stdout, "expired") {
+	if r := s.runEnv([]string{"MIRROR_TEST_NOW=2026-12-23T00:00:00Z"}, "verify", "fx"); r.code != 3 || !strings.Contains(r.stdout, "expired") {
 		t.Errorf("expired mirror: exit %d: %s", r.code, r.stdout)
 	}
 }

@@ -30,7 +30,7 @@ func mustEnv(s *sandbox, extra []string, args ...string) result {
 // written: a day ago, so that a release time copied by the merge can be
 // told from one the merge made up, and the source is still valid now.
 func mergeSourceClock() []string {
-	return []string{"MIRRORKIT_TEST_NOW=" + time.Now().Add(-24*time.Hour).UTC().Format(time.RFC3339)}
+	return []string{"MIRROR_TEST_NOW=" + time.Now().Add(-24*time.Hour).UTC().Format(time.RFC3339)}
 }
 
 // newMergeSandbox makes the base mirror m (owner alice, hello v0.0.1) and
@@ -174,7 +174,7 @@ func TestMergeFixture(t *testing.T) {
 	if err := os.CopyFS(s.path("fx"), os.DirFS(src)); err != nil {
 		t.Fatal(err)
 	}
-	clock := []string{"MIRRORKIT_TEST_NOW=" + fixtureNow}
+	clock := []string{"MIRROR_TEST_NOW=" + fixtureNow}
 	mustEnv(s, clock, "init", "m")
 	mustEnv(s, clock, "set", "m")
 	mustEnv(s, clock, "genkey")

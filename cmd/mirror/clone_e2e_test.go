@@ -93,15 +93,7 @@ func TestCloneHelp(t *testing.T) {
 // TestCloneFixture: a clone of the stock fixture keeps hidden, standalone,
 // nightly and any/any, and leaves out yanked components and versions.
 func TestCloneFixture(t *testing.T) {
-	src := filepath.Join(fixtureMirror, "mirror")
-	if _, err := os.Stat(src); err != nil {
-		t.Skip("fixtures not available")
-	}
-	s := newSandbox(t)
-	if err := os.CopyFS(s.path("fx"), os.DirFS(src)); err != nil {
-		t.Fatal(err)
-	}
-	clock := []string{"MIRROR_TEST_NOW=" + fixtureNow}
+	s, clock := fixtureSandbox(t)
 	run := func(args ...string) string {
 		t.Helper()
 		r := s.runEnv(clock, args...)

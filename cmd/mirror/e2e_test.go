@@ -476,9 +476,10 @@ func writeTarGz(path string, entries []tarEntry) error {
 	return os.WriteFile(path, buf.Bytes(), 0o644)
 }
 
-// TestFixtureMirror: a mirror made by stock tiup 1.16.5 verifies, lists and
-// installs with mirror, its rotated root included.
-func TestFixtureMirror(t *testing.T) {
+// fixtureSandbox is a sandbox holding a copy of the mirror stock tiup made,
+// at fx/, and the environment that fixes the clock inside its validity.
+func fixtureSandbox(t *testing.T) (*sandbox, []string) {
+	t.Helper()
 	src := filepath.Join(fixtureMirror, "mirror")
 	if _, err := os.Stat(src); err != nil {
 		t.Skip("fixtures not available")
@@ -487,7 +488,13 @@ func TestFixtureMirror(t *testing.T) {
 	if err := os.CopyFS(s.path("fx"), os.DirFS(src)); err != nil {
 		t.Fatal(err)
 	}
-	clock := []string{"MIRROR_TEST_NOW=" + fixtureNow}
+	return s, []string{"MIRROR_TEST_NOW=" + fixtureNow}
+}
+
+// TestFixtureMirror: a mirror made by stock tiup 1.16.5 verifies, lists and
+// installs with mirror, its rotated root included.
+func TestFixtureMirror(t *testing.T) {
+	s, clock := fixtureSandbox(t)
 	run := func(args ...string) result {
 		r := s.runEnv(clock, args...)
 		if r.code != 0 {

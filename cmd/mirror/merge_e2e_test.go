@@ -166,15 +166,7 @@ func TestMerge(t *testing.T) {
 // what it holds verifies, the yanked component and version stay out, and
 // the flags and nightly of the source come along.
 func TestMergeFixture(t *testing.T) {
-	src := filepath.Join(fixtureMirror, "mirror")
-	if _, err := os.Stat(src); err != nil {
-		t.Skip("fixtures not available")
-	}
-	s := newSandbox(t)
-	if err := os.CopyFS(s.path("fx"), os.DirFS(src)); err != nil {
-		t.Fatal(err)
-	}
-	clock := []string{"MIRROR_TEST_NOW=" + fixtureNow}
+	s, clock := fixtureSandbox(t)
 	mustEnv(s, clock, "init", "m")
 	mustEnv(s, clock, "set", "m")
 	mustEnv(s, clock, "genkey")

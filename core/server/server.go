@@ -211,13 +211,7 @@ func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, key string) 
 	// replaced meanwhile.
 	if s.dir != nil {
 		f, info, err := s.openDir(key)
-		if err != nil {
-			s.backendError(w, key, err)
-			return true
-		}
-		defer f.Close()
-		setHeaders(w, key, info)
-		http.ServeContent(w, r, "", info.ModTime, f)
+		s.serveFile(w, r, key, f, info, err)
 		return true
 	}
 	for range 3 {
@@ -228,13 +222,7 @@ func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, key string) 
 		if errors.Is(err, errChanged) {
 			continue
 		}
-		if err != nil {
-			s.backendError(w, key, err)
-			return true
-		}
-		defer f.Close()
-		setHeaders(w, key, info)
-		http.ServeContent(w, r, "", info.ModTime, f)
+		s.serveFile(w, r, key, f, info, err)
 		return true
 	}
 	// The key kept changing: stream whatever version Get opens.
@@ -275,6 +263,18 @@ func (s *Server) openDir(key string) (*os.File, sdk.ObjectInfo, error) {
 		return nil, sdk.ObjectInfo{}, err
 	}
 	return f, sdk.ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// serveFile answers with an opened local file (or the error opening it),
+// with Range and conditional requests handled by http.ServeContent.
+func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, key string, f *os.File, info sdk.ObjectInfo, err error) {
+	if err != nil {
+		s.backendError(w, key, err)
+		return
+	}
+	defer f.Close()
+	setHeaders(w, key, info)
+	http.ServeContent(w, r, "", info.ModTime, f)
 }
 
 // errChanged reports that a key was replaced between Stat and open.

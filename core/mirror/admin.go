@@ -373,9 +373,13 @@ func publicKeyOf(ctx context.Context, env *Env, path string) (*keys.PublicKey, e
 	return keys.ParseKeyInfo(ki)
 }
 
-// update runs a write transaction on the current mirror with its role keys.
+// update runs a write transaction on the current mirror with its role keys;
+// an http(s) mirror gets the owner-signed part through its server's API.
 func (e *Env) update(ctx context.Context, fn func(ctx context.Context, tx *publish.Txn) error) error {
 	addr := e.Address()
+	if isHTTP(addr) {
+		return e.updateRemote(ctx, addr, fn)
+	}
 	b, err := e.openBackend(ctx, addr)
 	if err != nil {
 		return err

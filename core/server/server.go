@@ -2,7 +2,9 @@
 // backend over HTTP, so that the stock tiup client (which reads a mirror
 // with plain GETs) and mirrorkit's http backend can use it.
 //
-// Only GET and HEAD are answered. keys/ and anything under a path segment
+// Only GET and HEAD are answered, except under /api/v1/ when the write API
+// is enabled (APIOptions): there POSTs publish components and rotate the
+// root as tiup-server's API does (spec §8). keys/ and anything under a path segment
 // starting with '.' are never served (404, so their existence is not
 // revealed): a mirror's directory may hold private keys or a backend's own
 // files. There are no directory listings.
@@ -40,6 +42,8 @@ type Options struct {
 	// Clock tells the time, for request durations in the access log; nil
 	// leaves durations out.
 	Clock func() time.Time
+	// API, when set, enables the write API under /api/v1/.
+	API *APIOptions
 }
 
 // Server serves the files of a mirror. It is an http.Handler and safe for
@@ -54,6 +58,7 @@ type Server struct {
 	dir *os.Root
 	log hclog.Logger
 	now func() time.Time
+	api *api // nil: read-only
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -73,7 +78,21 @@ func New(ctx context.Context, b sdk.Backend, opts Options) (*Server, error) {
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
 	}
+	if opts.API != nil {
+		if s.api, err = newAPI(opts.API, opts.Clock, s.log); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// Close removes the uploads still waiting for their manifests. The server
+// must not be used afterwards.
+func (s *Server) Close() error {
+	if s.api == nil {
+		return nil
+	}
+	return s.api.close()
 }
 
 // Listen opens a TCP listener on addr ("host:port"; port 0 picks a free
@@ -111,6 +130,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if s.api != nil {
+		// A context does not interrupt a body read; this bounds uploads.
+		// A GET has no body, so it is not affected.
+		srv.ReadTimeout = s.api.timeout
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
@@ -152,6 +176,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if s.api != nil && isAPIPath(r.URL.Path) {
+		s.api.serve(w, r)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		httpError(w, http.StatusMethodNotAllowed)

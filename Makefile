@@ -30,6 +30,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./core/... ./plugins/... ./sdk/...
 	bash scripts/bench.sh $(abspath $(BIN))
 	bash scripts/bench-serve.sh $(abspath $(BIN))
+	bash scripts/bench-clone.sh $(abspath $(BIN))
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -2,7 +2,9 @@ package main_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -305,5 +307,152 @@ func TestCloneTamperedSource(t *testing.T) {
 	s2.fail(3, "", "clone", "c", "--full")
 	if _, err := os.Stat(s2.path("c")); !os.IsNotExist(err) {
 		t.Errorf("a refused clone wrote the target: %v", err)
+	}
+}
+
+// TestClonePrefix: with --prefix, global and per-component versions select
+// every version under them at a version boundary; without it a prefix is
+// refused as stock refuses it.
+func TestClonePrefix(t *testing.T) {
+	s := newMirror(t)
+	for _, v := range []string{"v1.0.0", "v1.2.0", "v1.2.1-rc.1", "v10.0.0"} {
+		publishHello(s, v)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want []string // versions in the clone; the rest must be absent
+	}{
+		{"component prefix", []string{"--prefix", "--hello", "v1"}, []string{"v1.0.0", "v1.2.0", "v1.2.1-rc.1"}},
+		{"component prefix with dot", []string{"--prefix", "--hello", "v1.2"}, []string{"v1.2.0", "v1.2.1-rc.1"}},
+		{"exact version still works", []string{"--prefix", "--hello", "v1.2.0"}, []string{"v1.2.0"}},
+		{"global prefix", []string{"--prefix", "10"}, []string{"v10.0.0"}},
+		{"global and component", []string{"--prefix", "0.0", "--hello", "v1.0"}, []string{"v0.0.1", "v1.0.0"}},
+	}
+	all := []string{"v0.0.1", "v1.0.0", "v1.2.0", "v1.2.1-rc.1", "v10.0.0"}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.t = t
+			target := "p" + string(rune('a'+i))
+			s.must(append([]string{"clone", target}, tt.args...)...)
+			for _, v := range all {
+				_, err := os.Stat(s.path(target, helloTarball(v)))
+				if want := slices.Contains(tt.want, v); want != (err == nil) {
+					t.Errorf("%s in the clone: %v, want %v (%v)", v, err == nil, want, err)
+				}
+			}
+			s.must("verify", target)
+		})
+	}
+	refused := []struct {
+		name string
+		code int
+		msg  string
+		args []string
+	}{
+		{"prefix without --prefix", 64, "version", []string{"clone", "x", "--hello", "v1"}},
+		{"prefix matching nothing", 5, "v9", []string{"clone", "x", "--prefix", "--hello", "v9"}},
+		{"not a version prefix", 64, "prefix", []string{"clone", "x", "--prefix", "--hello", "v1/2"}},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			s.t = t
+			s.fail(tt.code, tt.msg, tt.args...)
+			if _, err := os.Stat(s.path("x")); !os.IsNotExist(err) {
+				t.Fatalf("a failed clone wrote the target: %v", err)
+			}
+		})
+	}
+}
+
+// toolPath makes a directory of links to the tools local_install.sh needs,
+// so the script runs with a PATH that surely holds no tiup.
+func toolPath(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, tool := range []string{"sh", "bash", "dirname", "uname", "tr", "mkdir", "cp", "mv", "rm", "tar", "gzip"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			t.Skipf("no %s for local_install.sh: %v", tool, err)
+		}
+		if err := os.Symlink(p, filepath.Join(dir, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestCloneLocalInstall runs the clone's local_install.sh with bash in a
+// fresh HOME: it trusts the clone's root.json, drops cached manifests and,
+// when the clone carries tiup for this platform, installs it and runs
+// `tiup mirror set DIR`; otherwise it says how to set the mirror.
+func TestCloneLocalInstall(t *testing.T) {
+	s := newMirror(t)
+	// A stand-in tiup that records how it was called.
+	s.write("tsrc/tiup", "#!/bin/sh\necho \"$@\" > \"$TIUP_HOME/tiup-called\"\n", 0o755)
+	s.must("package", "tiup", "-C", "tsrc", "--name", "tiup", "--release", "v1.0.0")
+	tiupTarball := "package/tiup-v1.0.0-" + platform + ".tar.gz"
+	s.must("publish", "tiup", "v1.0.0", tiupTarball, "tiup")
+	s.must("clone", "plain", "--hello", "v0.0.1")
+	s.must("clone", "full", "--full")
+	tools := toolPath(t)
+
+	tests := []struct {
+		name      string
+		clone     string
+		wantTiup  bool
+		wantInOut string
+	}{
+		{"without tiup", "plain", false, "mirror set \"" + s.path("plain") + "\""},
+		{"with tiup", "full", true, "Installed tiup"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			script := s.path(tt.clone, "local_install.sh")
+			st, err := os.Stat(script)
+			if err != nil || st.Mode().Perm() != 0o755 {
+				t.Fatalf("local_install.sh: %v, mode %v, want 0755", err, st)
+			}
+			_, err = os.Stat(s.path(tt.clone, "tiup-"+platform+".tar.gz"))
+			if (err == nil) != tt.wantTiup {
+				t.Fatalf("tiup-%s.tar.gz in the clone: %v, want %v", platform, err == nil, tt.wantTiup)
+			}
+			home := t.TempDir()
+			tiupHome := filepath.Join(home, ".tiup")
+			stale := filepath.Join(tiupHome, "manifests", "stale.json")
+			if err := os.MkdirAll(filepath.Dir(stale), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(stale, []byte("{}"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("bash", script)
+			cmd.Dir = t.TempDir()
+			cmd.Env = []string{"HOME=" + home, "PATH=" + tools}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("local_install.sh: %v\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tt.wantInOut) {
+				t.Errorf("output lacks %q:\n%s", tt.wantInOut, out)
+			}
+			want, err := os.ReadFile(s.path(tt.clone, "root.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := os.ReadFile(filepath.Join(tiupHome, "bin", "root.json")); err != nil || string(got) != string(want) {
+				t.Errorf("bin/root.json is not the clone's root.json: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(tiupHome, "manifests")); !os.IsNotExist(err) {
+				t.Errorf("manifests/ left behind: %v", err)
+			}
+			called, err := os.ReadFile(filepath.Join(tiupHome, "tiup-called"))
+			if tt.wantTiup && (err != nil || strings.TrimSpace(string(called)) != "mirror set "+s.path(tt.clone)) {
+				t.Errorf("tiup was called with %q (%v), want mirror set %s", called, err, s.path(tt.clone))
+			}
+			if !tt.wantTiup && err == nil {
+				t.Errorf("a tiup ran: %q", called)
+			}
+		})
 	}
 }

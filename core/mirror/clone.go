@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	_ "embed"
+
 	"github.com/mirrorkit/mirror/core/keys"
 	"github.com/mirrorkit/mirror/core/manifest"
 	"github.com/mirrorkit/mirror/core/publish"
@@ -32,6 +35,14 @@ const (
 	CloneOwner     = "pingcap"
 	CloneOwnerName = "PingCAP"
 )
+
+// LocalInstallScript is the offline installer every clone holds at its
+// root: run on the offline machine, it points TiUP there (see
+// local_install.sh beside this file).
+const LocalInstallScript = "local_install.sh"
+
+//go:embed local_install.sh
+var localInstallScript []byte
 
 // cloneLifetime keeps the snapshot and timestamp of an offline clone valid
 // for 50 years, as stock clone does, since nobody republishes to it.
@@ -63,11 +74,15 @@ type CloneOptions struct {
 	Versions []string
 	// Components selects versions per component; each must exist.
 	Components map[string][]string
+	// Prefix lets every global and per-component version be a prefix that
+	// selects all versions under it at a dot or dash boundary: v1 selects
+	// v1.0.0 and v1.2.3-rc.1 but not v10.0.0. Stock tiup aborts on these.
+	Prefix bool
 	// OS and Arch filter platforms; any/any is always kept. Default: every
 	// platform with Full, else linux,darwin and amd64,arm64.
 	OS, Arch []string
-	// Jobs is how many tarballs are copied at once; default the number of
-	// CPUs.
+	// Jobs is how many tarballs are copied at once; default four per CPU,
+	// at most 16.
 	Jobs int
 	// Progress, when set, is told how the copy goes; calls are serialized.
 	Progress func(CloneProgress)
@@ -212,6 +227,9 @@ func Clone(ctx context.Context, env *Env, opts CloneOptions) (*CloneResult, erro
 			if err != nil {
 				return err
 			}
+			if err := writeOfflineFiles(ctx, dst, plan); err != nil {
+				return err
+			}
 			res.Skipped, res.Bytes, copied = skipped, n, true
 		}
 		res.Manifests = 0
@@ -261,13 +279,14 @@ func openCloneSource(ctx context.Context, env *Env, from, addr string) (*repo.Re
 // selection is what the user asked to copy.
 type selection struct {
 	full     bool
+	prefix   bool
 	global   []string
 	perComp  map[string][]string
 	os, arch map[string]bool // nil: any
 }
 
 func newSelection(opts CloneOptions) (*selection, error) {
-	s := &selection{full: opts.Full, perComp: map[string][]string{}}
+	s := &selection{full: opts.Full, prefix: opts.Prefix, perComp: map[string][]string{}}
 	for _, v := range opts.Versions {
 		v = strings.TrimSpace(v)
 		if v == "" {
@@ -276,7 +295,7 @@ func newSelection(opts CloneOptions) (*selection, error) {
 		if !isAlias(v) && !strings.HasPrefix(v, "v") {
 			v = "v" + v // as stock FmtVer does for global versions
 		}
-		if err := checkCloneVersion(v); err != nil {
+		if err := checkCloneVersion(v, opts.Prefix); err != nil {
 			return nil, err
 		}
 		s.global = append(s.global, v)
@@ -290,7 +309,7 @@ func newSelection(opts CloneOptions) (*selection, error) {
 			if v == "" {
 				continue
 			}
-			if err := checkCloneVersion(v); err != nil {
+			if err := checkCloneVersion(v, opts.Prefix); err != nil {
 				return nil, err
 			}
 			s.perComp[id] = append(s.perComp[id], v)
@@ -316,8 +335,16 @@ func isAlias(v string) bool {
 	return v == VersionLatest || v == VersionNightly || v == VersionAll
 }
 
-func checkCloneVersion(v string) error {
+func checkCloneVersion(v string, prefix bool) error {
 	if isAlias(v) {
+		return nil
+	}
+	if prefix {
+		// A prefix is a leading part of a version, so only its characters
+		// can be checked.
+		if len(v) < 2 || v[0] != 'v' || strings.Trim(v[1:], "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-+") != "" {
+			return fmt.Errorf("%w: clone: version prefix %q is not the start of a version such as v1 or v1.2", ErrUsage, v)
+		}
 		return nil
 	}
 	if err := manifest.ValidVersion(v); err != nil {
@@ -485,7 +512,17 @@ func (s *selection) versions(id string, c *manifest.Component) (map[string]map[s
 					add(c.Nightly)
 				}
 			default:
-				if add(spec) {
+				hit := false
+				if s.prefix {
+					for v := range versions {
+						if hasVersionPrefix(v, spec) && add(v) {
+							hit = true
+						}
+					}
+				} else {
+					hit = add(spec)
+				}
+				if hit {
 					found[spec] = true
 				} else if global {
 					latest()
@@ -511,6 +548,19 @@ func (s *selection) versions(id string, c *manifest.Component) (map[string]map[s
 		}
 	}
 	return out, nil
+}
+
+// hasVersionPrefix reports whether prefix selects version v: v is the
+// prefix itself or continues it at a version boundary, so that v1 takes
+// v1.2.0 but not v10.0.0.
+func hasVersionPrefix(v, prefix string) bool {
+	if !strings.HasPrefix(v, prefix) {
+		return false
+	}
+	if len(v) == len(prefix) || strings.ContainsAny(prefix[len(prefix)-1:], ".-+") {
+		return true
+	}
+	return strings.ContainsRune(".-+", rune(v[len(prefix)]))
 }
 
 // initClone makes the target a new, empty mirror with fresh keys: three
@@ -736,7 +786,9 @@ func sameContent(a, b *manifest.Component) bool {
 // cancels the rest; a failed copy stores nothing under the final name.
 func copyTarballs(ctx context.Context, src *repo.Repo, dst sdk.Backend, plan *clonePlan, jobs int, progress func(CloneProgress)) (int, int64, error) {
 	if jobs <= 0 {
-		jobs = runtime.NumCPU()
+		// Copies wait on fsync and on the network more than on the CPU, so
+		// more of them than cores keep both the disk and the cores busy.
+		jobs = min(4*runtime.NumCPU(), 16)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -831,6 +883,22 @@ func copyTarball(ctx context.Context, src *repo.Repo, dst sdk.Backend, item mani
 	default:
 		return false, fmt.Errorf("clone %s: %w", key, err)
 	}
+	// fs to fs: the target copies the source file itself (copy_file_range)
+	// and checks length and sha256 on the stored copy, so the bytes never
+	// cross the plugin protocol. The signed sha256 is the check that
+	// matters; the sha512 beside it adds nothing once sha256 matched.
+	if path, ok := localPath(ctx, src.Backend(), key); ok {
+		if lf, ok := dst.(sdk.LocalFiler); ok && hasLocalFiles(ctx, dst) {
+			_, err := lf.PutFile(ctx, key, path, opts)
+			if err == nil {
+				count(int64(item.Length))
+				return false, nil
+			}
+			if !errors.Is(err, sdk.ErrUnsupported) {
+				return false, fmt.Errorf("clone %s: %w", key, err)
+			}
+		}
+	}
 	rc, err := src.OpenTarball(ctx, item)
 	if err != nil {
 		return false, fmt.Errorf("clone %s: %w", key, err)
@@ -840,6 +908,27 @@ func copyTarball(ctx context.Context, src *repo.Repo, dst sdk.Backend, item mani
 		return false, fmt.Errorf("clone %s: %w", key, err)
 	}
 	return false, nil
+}
+
+// localPath returns the file behind key when b keeps its objects as local
+// files.
+func localPath(ctx context.Context, b sdk.Backend, key string) (string, bool) {
+	lf, ok := b.(sdk.LocalFiler)
+	if !ok || !hasLocalFiles(ctx, b) {
+		return "", false
+	}
+	path, err := lf.LocalPath(ctx, key)
+	return path, err == nil
+}
+
+// hasLocalFiles reports whether b says it implements LocalFiler; the host's
+// plugin client always has the methods, so the capability decides.
+func hasLocalFiles(ctx context.Context, b sdk.Backend) bool {
+	if c, ok := b.(interface{ Caps() sdk.Capabilities }); ok {
+		return c.Caps().LocalFiles
+	}
+	caps, err := b.Capabilities(ctx)
+	return err == nil && caps.LocalFiles
 }
 
 // hasSHA256 reports whether the stored object has the given digest.
@@ -868,4 +957,75 @@ func (c *countingReader) Read(p []byte) (int, error) {
 		c.count(int64(n))
 	}
 	return n, err
+}
+
+// writeOfflineFiles gives the clone what an offline machine installs TiUP
+// from, as stock clone does: tiup-<os>-<arch>.tar.gz, a copy of the newest
+// stable tiup tarball the clone holds for each platform, and the installer
+// script. Files already there with the same content are left alone.
+func writeOfflineFiles(ctx context.Context, dst sdk.Backend, plan *clonePlan) error {
+	if p, ok := plan.comps["tiup"]; ok {
+		platforms := make([]string, 0, len(p.c.Platforms))
+		for platform := range p.c.Platforms {
+			platforms = append(platforms, platform)
+		}
+		slices.Sort(platforms)
+		for _, platform := range platforms {
+			goos, goarch, ok := strings.Cut(platform, "/")
+			v, found := p.c.LatestStable(platform, false)
+			if !ok || platform == manifest.PlatformAny || !found {
+				continue
+			}
+			item := p.c.Platforms[platform][v]
+			from := strings.TrimPrefix(item.URL, "/")
+			open := func() (io.ReadCloser, error) { return repo.OpenObject(ctx, dst, from) }
+			key := "tiup-" + goos + "-" + goarch + ".tar.gz"
+			if err := putIfChanged(ctx, dst, key, int64(item.Length), item.Hashes["sha256"], open); err != nil {
+				return err
+			}
+		}
+	}
+	sum := sha256.Sum256(localInstallScript)
+	open := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(localInstallScript)), nil }
+	if err := putIfChanged(ctx, dst, LocalInstallScript, int64(len(localInstallScript)), hex.EncodeToString(sum[:]), open); err != nil {
+		return err
+	}
+	// Backends store objects 0644; the script is meant to be run directly,
+	// so it is made executable where it is a local file.
+	if lf, ok := dst.(sdk.LocalFiler); ok {
+		path, err := lf.LocalPath(ctx, LocalInstallScript)
+		if err == nil {
+			err = os.Chmod(path, 0o755)
+		}
+		if err != nil && !errors.Is(err, sdk.ErrUnsupported) {
+			return fmt.Errorf("clone %s: %w", LocalInstallScript, err)
+		}
+	}
+	return nil
+}
+
+// putIfChanged stores the stream open gives under key unless the target
+// already has that content; the Put checks size and sha256 on the way.
+func putIfChanged(ctx context.Context, dst sdk.Backend, key string, size int64, sum string, open func() (io.ReadCloser, error)) error {
+	info, err := dst.Stat(ctx, key)
+	switch {
+	case err == nil:
+		if info.Size == size {
+			same, err := hasSHA256(ctx, dst, key, sum)
+			if err != nil || same {
+				return err
+			}
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("clone %s: %w", key, err)
+	}
+	rc, err := open()
+	if err != nil {
+		return fmt.Errorf("clone %s: %w", key, err)
+	}
+	defer rc.Close()
+	if _, err := dst.Put(ctx, key, rc, sdk.PutOptions{Size: size, SizeKnown: true, SHA256: sum}); err != nil {
+		return fmt.Errorf("clone %s: %w", key, err)
+	}
+	return nil
 }

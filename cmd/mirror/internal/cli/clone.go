@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/mirrorkit/mirror/core/mirror"
 )
@@ -38,13 +40,16 @@ the new selection: components no longer selected are yanked.
 Selection: --full takes every version; otherwise global versions (for every
 component, falling back to its latest on a platform that lacks the version)
 and one --COMPONENT v1,v2 flag per component pick versions. The aliases
-latest, nightly and all work in both. Versions not selected, and yanked
+latest, nightly and all work in both. With --prefix every version is a
+prefix that selects all versions under it (v1 selects v1.0.0 and v1.4.2,
+not v10.0.0). Versions not selected, and yanked
 versions and components, are left out of the clone's manifests rather than
 marked yanked. Flags standalone, hidden and nightly are kept; any/any is
 always kept. Snapshot and timestamp are valid for 50 years.`,
 		Example: `  mirror clone ./offline --full
   mirror clone ./offline --from https://mirror.example.com --hello v1.0.0,latest --greet nightly
-  mirror clone ./offline v1.2.0 --os linux --arch amd64,arm64 --jobs 4`,
+  mirror clone ./offline v1.2.0 --os linux --arch amd64,arm64 --jobs 4
+  mirror clone ./offline --prefix --hello v1 --greet v2.1`,
 		// Component flags are known only once the source is read, so the
 		// flags are parsed in PersistentPreRunE, where unknown --NAME flags
 		// become component selections.
@@ -66,13 +71,10 @@ always kept. Snapshot and timestamp are valid for 50 years.`,
 			for name, vs := range comps {
 				opts.Components[name] = *vs
 			}
-			var p *progressLine
-			if isTerminal(a.stderr) {
-				p = &progressLine{w: a.stderr}
-				opts.Progress = p.update
-			}
+			p := &cloneProgress{w: a.stderr, bars: isTerminal(a.stderr), start: time.Now()}
+			opts.Progress = p.update
 			res, err := mirror.Clone(cmd.Context(), a.env, opts)
-			p.finish()
+			p.finish(err == nil)
 			if err != nil {
 				return err
 			}
@@ -88,9 +90,10 @@ always kept. Snapshot and timestamp are valid for 50 years.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.From, "from", "", "source mirror address, trusted from its own root.json (default the current mirror)")
 	f.BoolVarP(&opts.Full, "full", "f", false, "copy every version of every component")
+	f.BoolVar(&opts.Prefix, "prefix", false, "treat every version as a prefix: v1 selects all v1.x versions")
 	f.StringSliceVarP(&opts.OS, "os", "o", nil, "operating systems to copy (default linux,darwin; every one with --full)")
 	f.StringSliceVarP(&opts.Arch, "arch", "a", nil, "architectures to copy (default amd64,arm64; every one with --full)")
-	f.IntVar(&opts.Jobs, "jobs", 0, "tarballs copied at once (default the number of CPUs)")
+	f.IntVar(&opts.Jobs, "jobs", 0, "tarballs copied at once (default four per CPU, at most 16)")
 	f.StringVarP(&opts.KeyDir, "key-dir", "k", "", "directory of the target's keys (default TARGET/keys)")
 	return cmd
 }
@@ -137,36 +140,65 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// progressLine redraws one status line on a terminal, at most ten times a
-// second.
-type progressLine struct {
+// cloneProgress shows how the tarball copy goes: on a terminal, one bar
+// for files and one for bytes; elsewhere (a log, a pipe) a single summary
+// line at the end, since redrawn bars would only clutter it.
+type cloneProgress struct {
 	w     io.Writer
-	mu    sync.Mutex
-	last  time.Time
-	shown bool
+	bars  bool
+	start time.Time
+
+	mu           sync.Mutex
+	last         mirror.CloneProgress
+	p            *mpb.Progress
+	files, bytes *mpb.Bar
 }
 
-func (p *progressLine) update(pr mirror.CloneProgress) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := time.Now()
-	if now.Sub(p.last) < 100*time.Millisecond && pr.Done < pr.Total {
+func (c *cloneProgress) update(pr mirror.CloneProgress) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.last = pr
+	if !c.bars {
 		return
 	}
-	p.last, p.shown = now, true
-	fmt.Fprintf(p.w, "\r%d/%d tarballs, %s of %s   ", pr.Done, pr.Total, humanBytes(pr.Bytes), humanBytes(pr.TotalBytes))
+	if c.p == nil {
+		// The totals are known only once the plan is made, which is when
+		// the first report comes.
+		c.p = mpb.New(mpb.WithOutput(c.w), mpb.WithWidth(40), mpb.WithRefreshRate(150*time.Millisecond))
+		c.files = c.p.AddBar(int64(pr.Total),
+			mpb.PrependDecorators(decor.Name("files ", decor.WC{W: 6}), decor.CountersNoUnit("%d / %d", decor.WCSyncWidth)),
+			mpb.AppendDecorators(decor.Percentage(decor.WC{W: 5})))
+		c.bytes = c.p.AddBar(pr.TotalBytes,
+			mpb.PrependDecorators(decor.Name("bytes ", decor.WC{W: 6}), decor.Counters(decor.SizeB1024(0), "% .1f / % .1f", decor.WCSyncWidth)),
+			mpb.AppendDecorators(decor.Percentage(decor.WC{W: 5}), decor.AverageSpeed(decor.SizeB1000(0), "  % .1f")))
+	}
+	c.files.SetCurrent(int64(pr.Done))
+	c.bytes.SetCurrent(pr.Bytes)
 }
 
-// finish ends the progress line so that later output starts on its own.
-func (p *progressLine) finish() {
-	if p == nil {
+// finish completes or abandons the bars, and without a terminal prints the
+// summary line when the copy worked.
+func (c *cloneProgress) finish(ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.p != nil {
+		for _, b := range []*mpb.Bar{c.files, c.bytes} {
+			if ok {
+				// Skipped tarballs add no bytes, so the byte bar is
+				// completed at whatever it reached.
+				b.SetTotal(-1, true)
+			} else {
+				b.Abort(false)
+			}
+		}
+		c.p.Wait()
+	}
+	if c.bars || !ok || c.last.Total == 0 {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.shown {
-		fmt.Fprintln(p.w)
-	}
+	secs := time.Since(c.start).Seconds()
+	fmt.Fprintf(c.w, "copied %d/%d tarballs, %s of %s in %.1f s (%.1f MB/s)\n",
+		c.last.Done, c.last.Total, humanBytes(c.last.Bytes), humanBytes(c.last.TotalBytes), secs, float64(c.last.Bytes)/1e6/max(secs, 1e-3))
 }
 
 func humanBytes(n int64) string {

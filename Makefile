@@ -18,9 +18,11 @@ demo: build
 
 deps:
 	$(GO) mod download
+	cd examples && $(GO) mod download
 
 test: deps lint
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+	cd examples && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)

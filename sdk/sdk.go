@@ -1,11 +1,3 @@
-// Package sdk is the public contract between the mirror host and its plugins.
-//
-// A storage backend implements Backend; a signer implements Signer. Both run
-// as hashicorp/go-plugin subprocesses of the `mirror` binary and talk to it
-// over gRPC; sdk/serve turns an implementation into a plugin's main, and
-// sdk/host starts one and hands back a client that implements the same
-// interface. This package imports only the standard library, so plugin
-// authors depend on nothing of the host.
 package sdk
 
 import (

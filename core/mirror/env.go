@@ -102,6 +102,9 @@ func (e *Env) savedMirror() string {
 // tiup.toml: where each mirror's role keys live when they are outside it.
 type toolConfig struct {
 	Mirrors map[string]mirrorConfig `toml:"mirrors"`
+	// Plugins holds the plugin checksum pins that pluginhost.ReadPins reads;
+	// it is here so that rewriting the file keeps them.
+	Plugins map[string]string `toml:"plugins,omitempty"`
 }
 
 type mirrorConfig struct {

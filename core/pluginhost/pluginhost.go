@@ -45,6 +45,12 @@ type Host struct {
 	PluginDir string
 	// Logger receives the plugins' logs; nil discards them.
 	Logger hclog.Logger
+	// Pins maps an external plugin's executable name ("mirror-backend-s3")
+	// to the digest it must have ("sha256:" and 64 hex digits); see
+	// ReadPins and CheckPin. Nil pins nothing.
+	Pins map[string]string
+	// PinsFile is where Pins came from, named in a mismatch's advice.
+	PinsFile string
 }
 
 // Plan is a decision about which plugin to start and what to open it with.
@@ -183,21 +189,29 @@ func validName(s string) bool {
 	return s != "" && validScheme(s) && !strings.Contains(s, "..")
 }
 
-// OpenBackend starts the backend plugin for address (see ResolveBackend)
-// and opens it with opts. The caller closes the returned backend.
+// OpenBackend starts the backend plugin for address (see ResolveBackend),
+// once its executable passes CheckPin, and opens it with opts. The caller
+// closes the returned backend.
 func (h *Host) OpenBackend(ctx context.Context, address, backendName string, opts map[string]string) (*host.Backend, error) {
 	p, err := h.ResolveBackend(address, backendName)
 	if err != nil {
 		return nil, err
 	}
+	if err := h.CheckPin(p); err != nil {
+		return nil, err
+	}
 	return host.StartBackend(ctx, p.Command(), sdk.Config{Address: p.Address, Options: opts}, h.logger(p))
 }
 
-// OpenSigner starts the signer plugin for ref (see ResolveSigner) and opens
-// it with opts. The caller closes the returned signer.
+// OpenSigner starts the signer plugin for ref (see ResolveSigner), once its
+// executable passes CheckPin, and opens it with opts. The caller closes the
+// returned signer.
 func (h *Host) OpenSigner(ctx context.Context, ref string, opts map[string]string) (*host.Signer, error) {
 	p, err := h.ResolveSigner(ref)
 	if err != nil {
+		return nil, err
+	}
+	if err := h.CheckPin(p); err != nil {
 		return nil, err
 	}
 	return host.StartSigner(ctx, p.Command(), sdk.Config{Address: p.Address, Options: opts}, h.logger(p))

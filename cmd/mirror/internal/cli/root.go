@@ -150,7 +150,14 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 	if pluginDir == "" {
 		pluginDir = filepath.Join(home, "mirrorkit", "plugins")
 	}
-	a.env.Plugins = &pluginhost.Host{Executable: exe, Builtins: builtinNames(), PluginDir: pluginDir, Logger: logger}
+	// A pin that cannot be read must stop the run: starting the plugin
+	// unchecked would defeat the pin.
+	pinsFile := filepath.Join(home, "mirrorkit.toml")
+	pins, err := pluginhost.ReadPins(pinsFile)
+	if err != nil {
+		return err
+	}
+	a.env.Plugins = &pluginhost.Host{Executable: exe, Builtins: builtinNames(), PluginDir: pluginDir, Logger: logger, Pins: pins, PinsFile: pinsFile}
 	return nil
 }
 

@@ -71,35 +71,9 @@ func Sign(ctx context.Context, env *Env, opts SignOptions) (*SignResult, error) 
 	if err != nil {
 		return nil, fmt.Errorf("sign %s: %w", opts.File, err)
 	}
-	res := &SignResult{File: opts.File}
-	canon, err := canonical(envl.Signed)
-	if err != nil {
-		return nil, fmt.Errorf("sign %s: %w", opts.File, err)
-	}
-	if !bytes.Equal(canon, envl.Signed) {
-		envl.Signed, res.Recanonicalized = canon, true
-	}
-
-	signers, ids, err := env.ownerSigners(ctx, opts.Keys)
+	res, err := addSignatures(ctx, env, opts, envl)
 	if err != nil {
 		return nil, err
-	}
-	defer closeSigners(signers)
-	seen := map[string]bool{}
-	for _, s := range envl.Signatures {
-		seen[s.KeyID] = true
-	}
-	for _, id := range ids {
-		if seen[id] {
-			return nil, fmt.Errorf("sign %s: already signed by key %s: %w", opts.File, id[:16], fs.ErrExist)
-		}
-		seen[id] = true
-	}
-	for i, s := range signers {
-		if err := publish.SignWith(ctx, envl, s); err != nil {
-			return nil, fmt.Errorf("sign %s: %w", opts.File, err)
-		}
-		res.KeyIDs = append(res.KeyIDs, ids[i])
 	}
 	out, err := envl.Bytes()
 	if err != nil {
@@ -139,29 +113,9 @@ func signURL(ctx context.Context, env *Env, opts SignOptions) (*SignResult, erro
 	if err != nil {
 		return nil, err
 	}
-	res := &SignResult{File: opts.File}
-	canon, err := canonical(envl.Signed)
-	if err != nil {
-		return nil, fmt.Errorf("sign %s: %w", opts.File, err)
-	}
-	if !bytes.Equal(canon, envl.Signed) {
-		envl.Signed, res.Recanonicalized = canon, true
-	}
-	signers, ids, err := env.ownerSigners(ctx, opts.Keys)
+	res, err := addSignatures(ctx, env, opts, envl)
 	if err != nil {
 		return nil, err
-	}
-	defer closeSigners(signers)
-	for _, id := range ids {
-		if hasSignature(envl, id) {
-			return nil, fmt.Errorf("sign %s: already signed by key %s: %w", opts.File, id[:16], fs.ErrExist)
-		}
-	}
-	for i, s := range signers {
-		if err := publish.SignWith(ctx, envl, s); err != nil {
-			return nil, fmt.Errorf("sign %s: %w", opts.File, err)
-		}
-		res.KeyIDs = append(res.KeyIDs, ids[i])
 	}
 	body, err := envl.Bytes()
 	if err != nil {
@@ -181,6 +135,40 @@ func signURL(ctx context.Context, env *Env, opts SignOptions) (*SignResult, erro
 		return nil, fmt.Errorf("sign %s: the session refused the signature (%s): %s", opts.File, resp.Status, errorMessage(resp.Body))
 	}
 	res.Signatures = len(envl.Signatures)
+	return res, nil
+}
+
+// addSignatures signs envl with the keys of opts, for a file or a session
+// alike: the signed part is made canonical first (stock tiup signs the
+// canonical form), and a key that already signed, or is given twice, is
+// refused.
+func addSignatures(ctx context.Context, env *Env, opts SignOptions, envl *manifest.Envelope) (*SignResult, error) {
+	res := &SignResult{File: opts.File}
+	canon, err := canonical(envl.Signed)
+	if err != nil {
+		return nil, fmt.Errorf("sign %s: %w", opts.File, err)
+	}
+	if !bytes.Equal(canon, envl.Signed) {
+		envl.Signed, res.Recanonicalized = canon, true
+	}
+	signers, ids, err := env.ownerSigners(ctx, opts.Keys)
+	if err != nil {
+		return nil, err
+	}
+	defer closeSigners(signers)
+	given := map[string]bool{}
+	for _, id := range ids {
+		if hasSignature(envl, id) || given[id] {
+			return nil, fmt.Errorf("sign %s: already signed by key %s: %w", opts.File, id[:16], fs.ErrExist)
+		}
+		given[id] = true
+	}
+	for i, s := range signers {
+		if err := publish.SignWith(ctx, envl, s); err != nil {
+			return nil, fmt.Errorf("sign %s: %w", opts.File, err)
+		}
+		res.KeyIDs = append(res.KeyIDs, ids[i])
+	}
 	return res, nil
 }
 

@@ -2,7 +2,6 @@ package mirror
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -220,12 +219,11 @@ func Install(ctx context.Context, env *Env, opts InstallOptions) (*InstallResult
 		return nil, fmt.Errorf("install: %w", err)
 	}
 	defer os.RemoveAll(staging)
-	rc, err := r.OpenTarball(ctx, item)
+	v, err := r.OpenTarball(ctx, item)
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
-	v := rc.(*repo.Verifier)
+	defer v.Close()
 	// A gzip bomb inside a signed tarball is still refused: unpacked bytes
 	// are capped far above any real component.
 	limit := int64(item.Length)*200 + 1<<30
@@ -349,7 +347,7 @@ func checkTarballs(ctx context.Context, r *repo.Repo, items []manifest.VersionIt
 			for i := range next {
 				rc, err := r.OpenTarball(ctx, items[i])
 				if err == nil {
-					err = rc.(*repo.Verifier).Drain()
+					err = rc.Drain()
 					rc.Close()
 				}
 				if err != nil {
@@ -381,6 +379,3 @@ func platformOf(goos, goarch string) string {
 	}
 	return manifest.Platform(goos, goarch)
 }
-
-// IsNotFound reports whether err means something asked for does not exist.
-func IsNotFound(err error) bool { return errors.Is(err, fs.ErrNotExist) }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -154,7 +155,7 @@ func Publish(ctx context.Context, env *Env, opts PublishOptions) (*PublishResult
 		res.ComponentVersion = c.Version
 		return nil
 	})
-	if err == errUnchanged {
+	if errors.Is(err, errUnchanged) {
 		return res, nil
 	}
 	if err != nil {
@@ -164,7 +165,7 @@ func Publish(ctx context.Context, env *Env, opts PublishOptions) (*PublishResult
 }
 
 // errUnchanged ends a transaction that has nothing to do.
-var errUnchanged = fmt.Errorf("nothing to change")
+var errUnchanged = errors.New("nothing to change")
 
 // pruneNightlies drops, from every platform, the nightly versions other than
 // the current one, as stock tiup does on publish.

@@ -231,7 +231,7 @@ func ReadCapped(ctx context.Context, b sdk.Backend, key string, max uint64) ([]b
 // read past the signed length and checks length and hashes at EOF: the last
 // Read returns a *trust.HashError instead of io.EOF when they differ. On a
 // backend of local files it reads the file directly (the fast path).
-func (r *Repo) OpenTarball(ctx context.Context, item manifest.VersionItem) (io.ReadCloser, error) {
+func (r *Repo) OpenTarball(ctx context.Context, item manifest.VersionItem) (*Verifier, error) {
 	key := item.URL
 	if len(key) > 0 && key[0] == '/' {
 		key = key[1:]

@@ -55,10 +55,11 @@ type Server struct {
 	// the file named by its key (backend-fs): requests are then served
 	// with no call into the plugin at all, through an os.Root, so a link
 	// planted in the mirror cannot lead outside it.
-	dir *os.Root
-	log hclog.Logger
-	now func() time.Time
-	api *api // nil: read-only
+	dir   *os.Root
+	small smallCache // small files of dir, in memory
+	log   hclog.Logger
+	now   func() time.Time
+	api   *api // nil: read-only
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -238,8 +239,7 @@ func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, key string) 
 	// few tries make them describe the same version even when the key is
 	// replaced meanwhile.
 	if s.dir != nil {
-		f, info, err := s.openDir(key)
-		s.serveFile(w, r, key, f, info, err)
+		s.serveDir(w, r, key)
 		return true
 	}
 	for range 3 {
@@ -568,6 +568,23 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	}
 	n, err := w.ResponseWriter.Write(p)
 	w.n += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps the sendfile path of the underlying writer: without it
+// io.Copy would move a tarball through a 32 KiB buffer.
+func (w *logWriter) ReadFrom(r io.Reader) (int64, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(w.ResponseWriter, r)
+	}
+	w.n += n
 	return n, err
 }
 

@@ -59,7 +59,9 @@ The owner's threshold of signatures is enforced. --read-only turns it off.`,
 				return fmt.Errorf("serve %s: %w", redactAddress(addr), err)
 			}
 			defer b.Close()
-			logger := hclog.New(&hclog.LoggerOptions{Name: "mirror serve", Output: a.stderr, Level: hclog.Info})
+			logOut := server.NewLogBuffer(a.stderr)
+			defer logOut.Close()
+			logger := hclog.New(&hclog.LoggerOptions{Name: "mirror serve", Output: logOut, Level: hclog.Info})
 			opts := server.Options{Logger: logger, Clock: time.Now}
 			var writes string
 			if !readOnly {

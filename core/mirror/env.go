@@ -43,6 +43,12 @@ type Env struct {
 	Backend string
 	// KeyDir is where the mirror's own role keys are (--key-dir).
 	KeyDir string
+	// Signers are signer references (--signer, e.g. a remote signer's
+	// remote+https://HOST:PORT), each holding one key. A signature by one
+	// of their keys, role key or owner key, is made by that signer before
+	// the key directory or the default key is looked at; see dirKeys and
+	// ownerSigners.
+	Signers []string
 	// Plugins starts backend and signer plugins.
 	Plugins *pluginhost.Host
 	// Clock tells the time.

@@ -16,14 +16,17 @@ import (
 )
 
 // Backend serves the backend that f opens as this process's plugin. It
-// returns when the host closes the plugin; a plugin's main calls it last.
+// returns when the host closes the plugin, and the process exits soon after
+// the host is gone; a plugin's main calls it last.
 func Backend(f sdk.BackendFactory) {
+	exitWithHost()
 	plugin.Serve(BackendConfig(f))
 }
 
 // Signer serves the signer that f opens as this process's plugin. It
 // returns when the host closes the plugin; a plugin's main calls it last.
 func Signer(f sdk.SignerFactory) {
+	exitWithHost()
 	plugin.Serve(SignerConfig(f))
 }
 
@@ -54,8 +57,10 @@ func config(name string, p plugin.Plugin) *plugin.ServeConfig {
 		VersionedPlugins: map[int]plugin.PluginSet{
 			sdk.ProtocolVersion: {name: p},
 		},
-		GRPCServer: plugin.DefaultGRPCServer,
-		Logger:     Logger(name),
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return plugin.DefaultGRPCServer(append(opts, wire.ServerOptions()...))
+		},
+		Logger: Logger(name),
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"sync"
 	"syscall"
 	"time"
 
@@ -44,7 +45,11 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, opts sdk.Put
 		// too long; reading the rest would only fill the disk.
 		src = io.LimitReader(src, opts.Size+1)
 	}
-	n, err := io.Copy(w, src)
+	// Plugin streams arrive in chunks of up to 1 MiB; io.Copy's 32 KiB
+	// buffer would cut each into 32 writes and 32 hash calls.
+	buf := getBuffer()
+	n, err := io.CopyBuffer(w, src, *buf)
+	putBuffer(buf)
 	if err == nil {
 		err = ctx.Err() // a source that ends cleanly after a cancel must not commit
 	}
@@ -337,11 +342,15 @@ func copyHashing(ctx context.Context, out, in *os.File, h hash.Hash) (int64, err
 	if h != nil {
 		ends = make(chan int64, 4)
 		go func() {
+			// Read back in large pieces: with io.Copy's 32 KiB buffer the
+			// pread calls cost more than the hashing they feed.
+			buf := getBuffer()
+			defer putBuffer(buf)
 			var off int64
 			var err error
 			for end := range ends {
 				if err == nil {
-					_, err = io.Copy(h, io.NewSectionReader(out, off, end-off))
+					_, err = io.CopyBuffer(h, io.NewSectionReader(out, off, end-off), *buf)
 				}
 				off = end
 			}
@@ -379,3 +388,15 @@ func copyChunks(ctx context.Context, out, in *os.File, ends chan<- int64) (int64
 		}
 	}
 }
+
+// bufferSize is the buffer Put copies through and PutFile reads its copy
+// back with: the plugin protocol's chunk size.
+const bufferSize = 1 << 20
+
+var buffers = sync.Pool{New: func() any {
+	b := make([]byte, bufferSize)
+	return &b
+}}
+
+func getBuffer() *[]byte  { return buffers.Get().(*[]byte) }
+func putBuffer(b *[]byte) { buffers.Put(b) }

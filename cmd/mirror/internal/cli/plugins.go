@@ -7,6 +7,7 @@ import (
 	"github.com/mirrorkit/mirror/plugins/backend-fs/fsbackend"
 	"github.com/mirrorkit/mirror/plugins/backend-http/httpbackend"
 	"github.com/mirrorkit/mirror/plugins/signer-local/localsigner"
+	"github.com/mirrorkit/mirror/plugins/signer-remote/remotesigner"
 	"github.com/mirrorkit/mirror/sdk/serve"
 )
 
@@ -17,9 +18,10 @@ const pluginCommand = "__plugin"
 
 // builtins are the plugins compiled into this binary, by name.
 var builtins = map[string]func(){
-	"backend-fs":   func() { serve.Backend(fsbackend.Open) },
-	"backend-http": func() { serve.Backend(httpbackend.Open) },
-	"signer-local": func() { serve.Signer(localsigner.Open) },
+	"backend-fs":    func() { serve.Backend(fsbackend.Open) },
+	"backend-http":  func() { serve.Backend(httpbackend.Open) },
+	"signer-local":  func() { serve.Signer(localsigner.Open) },
+	"signer-remote": func() { serve.Signer(remotesigner.Open) },
 }
 
 func builtinNames() map[string]bool {

@@ -119,6 +119,8 @@ version, length or hash check failed, or an archive entry tried to escape);
 	pf.StringVar(&a.env.Backend, "backend", "", "backend plugin to use, by name (fs, http, oci, or a third-party NAME for mirror-backend-NAME)")
 	pf.StringVar(&a.env.KeyDir, "key-dir", "", "directory holding the mirror's role keys (default: what init recorded, else MIRROR/keys)")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log plugin activity to stderr")
+	pf.StringArrayVar(&a.env.Signers, "signer", nil, "signer reference (e.g. remote+https://HOST:PORT?cert=..&key=..&ca=..) that signs for its key, role or owner, before the key directory (repeatable)")
+	root.AddCommand(a.signerCommand())
 	root.AddCommand(a.initCommand(), a.genkeyCommand(), a.setCommand(), a.showCommand(), a.grantCommand(),
 		a.packageCommand(), a.publishCommand(), a.listCommand(), a.installCommand(), a.verifyCommand(),
 		a.modifyCommand(), a.renewCommand(), a.signCommand(), a.cloneCommand(), a.mergeCommand(),

@@ -26,8 +26,8 @@ keys/ and dot-files are never served, and there are no directory listings.
 One access-log line per request goes to stderr. SIGINT or SIGTERM stops the
 server after the requests in flight finish.
 
-When the mirror's role keys are at hand (-k, what init recorded, or
-ADDRESS/keys) and the backend is writable, it also answers tiup-server's
+When the mirror's role keys are at hand (--signer, used first, then -k,
+what init recorded, or ADDRESS/keys) and the backend is writable, it also answers tiup-server's
 write API, so that 'tiup mirror publish' and 'mirror --mirror http://...
 publish|modify|renew' work against it:
   POST /api/v1/tarball/{sid}           a tarball (multipart field "file")
@@ -65,7 +65,10 @@ The owner's threshold of signatures is enforced. --read-only turns it off.`,
 			opts := server.Options{Logger: logger, Clock: time.Now}
 			var writes string
 			if !readOnly {
-				ks, dir, closeKeys := a.env.RoleKeys(addr)
+				ks, dir, closeKeys, err := a.env.ServeKeys(ctx, addr)
+				if err != nil {
+					return err
+				}
 				defer closeKeys()
 				switch {
 				case ks == nil && keyDir != "":

@@ -481,3 +481,23 @@ func TestRotateSessionProtocol(t *testing.T) {
 		t.Fatal("an interrupted rotation changed the mirror")
 	}
 }
+
+// TestRotateSigner: --signer keys sign the new root when they are root
+// keys, as --sign-with ones do; one that is not a root key (here the
+// owner's) is left out rather than refused, since --signer serves every
+// role of a run.
+func TestRotateSigner(t *testing.T) {
+	s := newMirror(t)
+	s.must("genkey", "-n", "newroot")
+	newKey := filepath.Join(s.home, "keys", "newroot.json")
+	args := []string{"rotate", "--add-key", newKey, "--no-session", "--signer", filepath.Join(s.home, "keys", "private.json")}
+	for _, k := range rootKeyFiles(t, s) {
+		args = append(args, "--signer", k)
+	}
+	s.mustEnv(noEditor, args...)
+	root, signers := readRoot(t, s, "2.root.json")
+	if root.Version != 2 || len(signers) != 3 {
+		t.Fatalf("2.root.json: version %d with %d signatures, want 2 with 3", root.Version, len(signers))
+	}
+	s.must("verify")
+}

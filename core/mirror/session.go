@@ -308,6 +308,9 @@ func collectSignatures(ctx context.Context, env *Env, opts SessionOptions, signW
 			}
 		}
 	}
+	if err := signWithSignerRefs(ctx, env, envl, pol, what); err != nil {
+		return "", err
+	}
 	summary, done := pol.progress(envl)
 	if done {
 		return "", nil
@@ -316,6 +319,29 @@ func collectSignatures(ctx context.Context, env *Env, opts SessionOptions, signW
 		return "", fmt.Errorf("%s: the signatures are not complete (%s) and --no-session forbids collecting more", what, summary)
 	}
 	return runSession(ctx, opts, env.Clock(), envl, pol)
+}
+
+// signWithSignerRefs adds the signatures of the --signer keys that sign
+// envl and have not signed it yet; the other --signer keys are left alone,
+// since they are there for other roles.
+func signWithSignerRefs(ctx context.Context, env *Env, envl *manifest.Envelope, pol *sessionPolicy, what string) error {
+	if len(env.Signers) == 0 {
+		return nil
+	}
+	signers, ids, err := env.openSignerRefs(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeSigners(signers)
+	for i, s := range signers {
+		if _, ok := pol.accepted[ids[i]]; !ok || hasSignature(envl, ids[i]) {
+			continue
+		}
+		if err := publish.SignWith(ctx, envl, s); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	return nil
 }
 
 // hasSignature reports whether env carries a signature by keyID.

@@ -57,9 +57,12 @@ type Server struct {
 	// planted in the mirror cannot lead outside it.
 	dir   *os.Root
 	small smallCache // small files of dir, in memory
-	log   hclog.Logger
-	now   func() time.Time
-	api   *api // nil: read-only
+	// snapshot is the last snapshot.json that matched the timestamp, for
+	// a streaming backend; see serveSnapshot.
+	snapshot snapshotMemory
+	log      hclog.Logger
+	now      func() time.Time
+	api      *api // nil: read-only
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -195,6 +198,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		if ok := s.serveLocal(w, r, key); ok {
 			return
 		}
+	}
+	if key == snapshotKey {
+		s.serveSnapshot(w, r)
+		return
 	}
 	s.serveStream(w, r, key)
 }

@@ -28,10 +28,11 @@ type pkg struct {
 
 // pluginAllowed are the module packages a plugin may import, besides its
 // own subtree; pluginTestAllowed are the extra ones its tests may import
-// to run conformance suites across the real boundary.
+// to run conformance suites across the real boundary, and against a real
+// registry (internal/testregistry starts one; it is test-only).
 var (
 	pluginAllowed     = []string{"sdk", "sdk/serve", "core/manifest", "core/keys"}
-	pluginTestAllowed = []string{"sdk/sdktest", "sdk/host"}
+	pluginTestAllowed = []string{"sdk/sdktest", "sdk/host", "internal/testregistry"}
 )
 
 // rel returns path relative to the module and whether it is in the module.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/mirrorkit/mirror/plugins/backend-fs/fsbackend"
 	"github.com/mirrorkit/mirror/plugins/backend-http/httpbackend"
+	"github.com/mirrorkit/mirror/plugins/backend-oci/ocibackend"
 	"github.com/mirrorkit/mirror/plugins/signer-local/localsigner"
 	"github.com/mirrorkit/mirror/plugins/signer-remote/remotesigner"
 	"github.com/mirrorkit/mirror/sdk/serve"
@@ -20,6 +21,7 @@ const pluginCommand = "__plugin"
 var builtins = map[string]func(){
 	"backend-fs":    func() { serve.Backend(fsbackend.Open) },
 	"backend-http":  func() { serve.Backend(httpbackend.Open) },
+	"backend-oci":   func() { serve.Backend(ocibackend.Open) },
 	"signer-local":  func() { serve.Signer(localsigner.Open) },
 	"signer-remote": func() { serve.Signer(remotesigner.Open) },
 }

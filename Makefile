@@ -4,7 +4,7 @@ GO      ?= go
 BIN     := bin/mirror
 PKGS    := ./...
 
-.PHONY: all build demo deps test test-short bench lint fmt clean
+.PHONY: all build demo deps test test-short bench lint fmt clean attack
 
 all: build
 
@@ -41,6 +41,11 @@ bench: build
 	bash scripts/bench-serve.sh $(abspath $(BIN))
 	bash scripts/bench-clone.sh $(abspath $(BIN))
 	bash scripts/bench-oci.sh $(abspath $(BIN))
+
+# The attack and fault suite under -race, and its report table
+# (bin/attack-report.md); see docs/security.md.
+attack:
+	bash scripts/attack.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -148,6 +149,11 @@ func List(ctx context.Context, env *Env, opts ListOptions) (*ListResult, error) 
 	return res, nil
 }
 
+// maxArchiveEntries caps the entries of one component tarball: far above
+// any real component (a few to a few thousand files), far below what fills
+// a disk with empty files.
+const maxArchiveEntries = 1 << 17
+
 // InstallOptions configure Install.
 type InstallOptions struct {
 	Spec     string // COMPONENT[:VERSION]
@@ -201,8 +207,8 @@ func Install(ctx context.Context, env *Env, opts InstallOptions) (*InstallResult
 	if item.Yanked {
 		return nil, fmt.Errorf("install %s:%s: the version is yanked: %w", id, version, fs.ErrNotExist)
 	}
-	if !fs.ValidPath(item.Entry) {
-		return nil, fmt.Errorf("%w: install %s:%s: entry %q leaves the component directory", trust.ErrUntrusted, id, version, item.Entry)
+	if !fs.ValidPath(item.Entry) || item.Entry == "." {
+		return nil, trust.Errorf(trust.ClassUnsafePath, "install %s:%s: entry %q leaves the component directory", id, version, item.Entry)
 	}
 	parent := filepath.Join(env.Home, "components", id)
 	dir := filepath.Join(parent, version)
@@ -211,9 +217,30 @@ func Install(ctx context.Context, env *Env, opts InstallOptions) (*InstallResult
 		res.Already = true
 		return res, nil
 	}
+	// A failed install leaves no trace: the directories it had to create
+	// are removed again when they are still empty.
+	var created []string
+	for _, d := range []string{filepath.Dir(parent), parent} {
+		if _, err := os.Stat(d); errors.Is(err, fs.ErrNotExist) {
+			created = append(created, d)
+		}
+	}
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, fmt.Errorf("install: %w", err)
 	}
+	res, err = install(ctx, r, item, res, parent, dir, id, version)
+	if err != nil {
+		for i := len(created) - 1; i >= 0; i-- {
+			os.Remove(created[i])
+		}
+		return nil, err
+	}
+	return res, nil
+}
+
+// install downloads, verifies and unpacks one item into dir through a
+// staging directory in parent.
+func install(ctx context.Context, r *repo.Repo, item manifest.VersionItem, res *InstallResult, parent, dir, id, version string) (*InstallResult, error) {
 	staging, err := os.MkdirTemp(parent, ".tmp-"+version+"-")
 	if err != nil {
 		return nil, fmt.Errorf("install: %w", err)
@@ -227,9 +254,13 @@ func Install(ctx context.Context, env *Env, opts InstallOptions) (*InstallResult
 	// A gzip bomb inside a signed tarball is still refused: unpacked bytes
 	// are capped far above any real component.
 	limit := int64(item.Length)*200 + 1<<30
-	if _, err := archive.Extract(ctx, v, staging, archive.ExtractOptions{MaxBytes: limit}); err != nil {
+	if _, err := archive.Extract(ctx, v, staging, archive.ExtractOptions{MaxBytes: limit, MaxEntries: maxArchiveEntries}); err != nil {
 		if verr := v.Drain(); verr != nil {
 			err = verr // a tampered download explains a broken archive best
+		} else if errors.Is(err, archive.ErrFormat) {
+			// The bytes are the ones the owner signed, and they are not a
+			// well-formed archive: the owner's content cannot be trusted.
+			err = fmt.Errorf("%w (%w)", err, trust.ErrUntrusted)
 		}
 		return nil, fmt.Errorf("install %s:%s: %w", id, version, err)
 	}
@@ -237,10 +268,25 @@ func Install(ctx context.Context, env *Env, opts InstallOptions) (*InstallResult
 		return nil, fmt.Errorf("install %s:%s: %w", id, version, err)
 	}
 	if _, err := os.Stat(filepath.Join(staging, filepath.FromSlash(item.Entry))); err != nil {
-		return nil, fmt.Errorf("install %s:%s: the tarball has no entry %s", id, version, item.Entry)
+		return nil, trust.Errorf(trust.ClassMalformed, "install %s:%s: the tarball has no entry %s", id, version, item.Entry)
+	}
+	// Another process may have installed the same version meanwhile: its
+	// complete copy stays, and this run reports it as already there.
+	if _, err := os.Stat(res.Entry); err == nil {
+		res.Already = true
+		return res, nil
+	}
+	// The staging directory was made private (0700); the installed one is
+	// as readable as the rest of the home, as stock tiup makes it.
+	if err := os.Chmod(staging, 0o755); err != nil {
+		return nil, fmt.Errorf("install: %w", err)
 	}
 	os.RemoveAll(dir) // an earlier, incomplete install
 	if err := os.Rename(staging, dir); err != nil {
+		if _, serr := os.Stat(res.Entry); serr == nil {
+			res.Already = true
+			return res, nil
+		}
 		return nil, fmt.Errorf("install: %w", err)
 	}
 	return res, nil

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mirrorkit/mirror/core/keys"
+	"github.com/mirrorkit/mirror/core/manifest"
 	"github.com/mirrorkit/mirror/core/repo"
 	"github.com/mirrorkit/mirror/core/trust"
 	"github.com/mirrorkit/mirror/plugins/backend-fs/fsbackend"
@@ -137,13 +139,47 @@ func TestOpenFixtureAndRollback(t *testing.T) {
 	}
 
 	// Pretend the client once trusted a newer timestamp than the mirror now
-	// serves.
-	var newer bytes.Buffer
-	newer.Write(bytes.Replace(store["timestamp.json"], []byte(`"version":31`), []byte(`"version":99`), 1))
-	store["timestamp.json"] = newer.Bytes()
+	// serves: version 99, signed with the fixture's timestamp key (a saved
+	// timestamp that no longer verifies would count as absent).
+	store["timestamp.json"] = resignedTimestamp(t, store["timestamp.json"], 99)
 	_, err = repo.Open(ctx, fsbackend.New(dir), repo.Options{Anchor: anchor, Store: store, Clock: clock})
 	var ve *trust.VersionError
 	if !errors.As(err, &ve) {
 		t.Fatalf("rollback not refused: %v", err)
 	}
+}
+
+// resignedTimestamp returns timestamp b with another version, signed with
+// the fixture mirror's timestamp key.
+func resignedTimestamp(t *testing.T, b []byte, version uint64) []byte {
+	t.Helper()
+	env, err := manifest.ParseEnvelope(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ts manifest.Timestamp
+	if err := env.Decode(&ts); err != nil {
+		t.Fatal(err)
+	}
+	ts.Version = version
+	k, err := keys.LoadPrivateKey(filepath.Join(fixtureDir, "keys", "2ea6274906d6d9eb-timestamp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := manifest.NewEnvelope(&ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := k.Sign(out.Signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := out.AddSignature(k.ID(), sig); err != nil {
+		t.Fatal(err)
+	}
+	nb, err := out.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nb
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // Store keeps the manifests a client trusted, under their unversioned names
@@ -32,7 +33,27 @@ func (d DirStore) Save(name string, b []byte) error {
 	if err := os.MkdirAll(string(d), 0o755); err != nil {
 		return fmt.Errorf("save %s: %w", name, err)
 	}
-	return WriteFileAtomic(filepath.Join(string(d), name), b, 0o644)
+	if err := WriteFileAtomic(filepath.Join(string(d), name), b, 0o644); err != nil {
+		return err
+	}
+	removeStaleTemps(string(d), name)
+	return nil
+}
+
+// staleTemp is the age after which a temp file of WriteFileAtomic is
+// taken for one a killed process left behind; a live writer finishes its
+// temp file within milliseconds.
+const staleTemp = 10 * time.Minute
+
+// removeStaleTemps removes the temp files of name that crashed writers
+// left in dir, so that they do not pile up.
+func removeStaleTemps(dir, name string) {
+	temps, _ := filepath.Glob(filepath.Join(dir, ".tmp-"+name+"-*"))
+	for _, p := range temps {
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > staleTemp {
+			os.Remove(p)
+		}
+	}
 }
 
 // WriteFileAtomic writes a small file through a temp file in the same

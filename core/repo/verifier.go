@@ -65,9 +65,12 @@ func (v *Verifier) Read(p []byte) (int, error) {
 		return n, v.err
 	}
 	if err != nil {
-		v.err = err
+		// A read that breaks off is a transport failure, not a
+		// verification one; the class lets the CLI say which.
+		v.err = &FetchError{Key: v.file, Err: err}
+		return n, v.err
 	}
-	return n, err
+	return n, nil
 }
 
 func (v *Verifier) check() error {

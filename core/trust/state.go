@@ -9,7 +9,10 @@ package trust
 
 import (
 	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/subtle"
 	"encoding/hex"
+	"slices"
 	"strconv"
 	"time"
 
@@ -105,7 +108,7 @@ func (s *State) UpdateRoot(b []byte) error {
 		return untrusted("%s: %v", file, err)
 	}
 	if newExp.Before(oldExp) {
-		return untrusted("verify %s: expires %s, before the previous root's %s", file, manifest.FormatTime(newExp), manifest.FormatTime(oldExp))
+		return Errorf(ClassRootChain, "verify %s: expires %s, before the previous root's %s", file, manifest.FormatTime(newExp), manifest.FormatTime(oldExp))
 	}
 	s.Root, s.roles, s.RootBytes = root, roles, b
 	s.Timestamp, s.Snapshot, s.Index, s.owners = nil, nil, nil, nil
@@ -167,9 +170,8 @@ func (s *State) UpdateSnapshot(b []byte, prev *manifest.Snapshot) error {
 	if err := CheckLength(file, uint64(len(b)), meta.Length); err != nil {
 		return err
 	}
-	sum := sha256.Sum256(b)
-	if got := hex.EncodeToString(sum[:]); got != meta.Hashes["sha256"] {
-		return &HashError{File: file, What: "sha256", Want: meta.Hashes["sha256"], Got: got}
+	if err := checkHashes(file, b, meta.Hashes); err != nil {
+		return err
 	}
 	var snap manifest.Snapshot
 	if err := s.decodeByRole(file, manifest.RoleSnapshot, b, &snap); err != nil {
@@ -183,9 +185,17 @@ func (s *State) UpdateSnapshot(b []byte, prev *manifest.Snapshot) error {
 			return untrusted("verify %s: meta has no %s", file, name)
 		}
 	}
+	// Spec 5.5.5: no manifest the trusted snapshot named may go back in
+	// version or disappear; a writer never removes an entry, so a missing
+	// one is an old snapshot replayed under a newer timestamp.
 	if prev != nil {
-		for name, old := range prev.Meta {
-			if cur, ok := snap.Meta[name]; ok && cur.Version < old.Version {
+		for _, name := range sortedNames(prev.Meta) {
+			old := prev.Meta[name]
+			cur, ok := snap.Meta[name]
+			if !ok {
+				return Errorf(ClassRollback, "verify %s: %s is missing, the trusted snapshot had version %d", file, name, old.Version)
+			}
+			if cur.Version < old.Version {
 				return &VersionError{File: file + " " + name, Got: cur.Version, Want: old.Version, Rule: "at least"}
 			}
 		}
@@ -233,7 +243,7 @@ func (s *State) UpdateIndex(b []byte) error {
 		return untrusted("verify index: no trusted snapshot")
 	}
 	if s.RootBehind() {
-		return untrusted("verify index: the snapshot names root version %d; update the root first", s.Snapshot.Meta["/root.json"].Version)
+		return Errorf(ClassRootChain, "verify index: the snapshot names root version %d; update the root first", s.Snapshot.Meta["/root.json"].Version)
 	}
 	fv, _ := s.Meta("index")
 	file := manifest.VersionedName(fv.Version, "index")
@@ -249,6 +259,9 @@ func (s *State) UpdateIndex(b []byte) error {
 	}
 	if err := s.checkExpiry(file, &ix.Base); err != nil {
 		return err
+	}
+	if ix.Owners == nil || ix.Components == nil {
+		return untrusted("verify %s: owners and components must be objects, not null", file)
 	}
 	if err := ix.Validate(); err != nil {
 		return untrusted("verify %s: %v", file, err)
@@ -301,7 +314,10 @@ func (s *State) VerifyComponent(id string, b []byte) (*manifest.Component, error
 		return nil, &VersionError{File: file, Got: c.Version, Want: fv.Version, Rule: "exactly"}
 	}
 	if c.ID != id {
-		return nil, untrusted("verify %s: manifest is for component %q", file, c.ID)
+		return nil, Errorf(ClassMixAndMatch, "verify %s: manifest is for component %q", file, c.ID)
+	}
+	if c.Platforms == nil {
+		return nil, untrusted("verify %s: platforms must be an object, not null", file)
 	}
 	if err := s.checkExpiry(file, &c.Base); err != nil {
 		return &c, err
@@ -350,6 +366,12 @@ func (s *State) decodeByRole(file, role string, b []byte, v manifest.Signed) err
 }
 
 func decodeSigned(file string, b []byte, v manifest.Signed) (*manifest.Envelope, error) {
+	// encoding/json reads duplicate names (last wins), case variants of
+	// field names and invalid UTF-8 leniently; a strict reader refuses
+	// them, so that the bytes signed mean exactly one thing.
+	if err := checkStrictJSON(b); err != nil {
+		return nil, untrusted("decode %s: %v", file, err)
+	}
 	env, err := manifest.ParseEnvelope(b)
 	if err != nil {
 		return nil, untrusted("decode %s: %v", file, err)
@@ -372,6 +394,15 @@ func decodeRoot(file string, b []byte) (*manifest.Root, *manifest.Envelope, erro
 	if err := root.Validate(); err != nil {
 		return nil, nil, untrusted("verify %s: %v", file, err)
 	}
+	// TiUP loads extra roles and ignores them; an unknown role is refused
+	// here, since nothing legitimate writes one (python-tuf does the same).
+	for _, name := range sortedNames(root.Roles) {
+		switch name {
+		case manifest.RoleRoot, manifest.RoleIndex, manifest.RoleSnapshot, manifest.RoleTimestamp:
+		default:
+			return nil, nil, untrusted("verify %s: unknown role %q", file, name)
+		}
+	}
 	return &root, env, nil
 }
 
@@ -389,4 +420,38 @@ func rootRoles(root *manifest.Root) (map[string]*KeySet, error) {
 		roles[name] = ks
 	}
 	return roles, nil
+}
+
+// checkHashes checks b against every hash the timestamp lists that this
+// client knows (sha256, which must be there, and sha512 when listed):
+// TiUP checks sha256 only, but a listed digest that does not match means
+// the file is not the one that was signed.
+func checkHashes(file string, b []byte, want map[string]string) error {
+	for _, alg := range []string{"sha256", "sha512"} {
+		w, ok := want[alg]
+		if !ok {
+			continue
+		}
+		var got string
+		if alg == "sha256" {
+			sum := sha256.Sum256(b)
+			got = hex.EncodeToString(sum[:])
+		} else {
+			sum := sha512.Sum512(b)
+			got = hex.EncodeToString(sum[:])
+		}
+		if subtle.ConstantTimeCompare([]byte(got), []byte(w)) != 1 {
+			return &HashError{File: file, What: alg, Want: w, Got: got}
+		}
+	}
+	return nil
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
 }

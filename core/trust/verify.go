@@ -61,6 +61,9 @@ func (ks *KeySet) IDs() []string {
 // the set that does not verify is an error, since one bad signature means the
 // file was tampered with or mis-signed.
 func (ks *KeySet) Count(file string, env *manifest.Envelope) (int, error) {
+	if len(env.Signatures) > MaxSignatures {
+		return 0, &SignatureError{File: file, Role: ks.Name, Reason: fmt.Sprintf("%d signatures, more than the %d a manifest may carry", len(env.Signatures), MaxSignatures)}
+	}
 	seen := make(map[string]bool, len(env.Signatures))
 	valid := 0
 	for _, s := range env.Signatures {

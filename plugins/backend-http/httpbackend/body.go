@@ -30,6 +30,13 @@ type body struct {
 
 	// failures counts attempts in a row that delivered nothing.
 	failures int
+	// waited is the time spent inside reads of the server's bodies that
+	// delivered, and got what they delivered: the rate the minimum applies
+	// to. Time the caller spends between reads does not count, nor does a
+	// read that failed (a stall is the idle timeout's business, and is
+	// retried).
+	waited time.Duration
+	got    int64
 
 	cur    io.ReadCloser   // the current response body; nil between attempts
 	curCtx context.Context // its request's context, to read the abort cause
@@ -60,12 +67,32 @@ func (r *body) detach() {
 // inside Read, so a slow consumer never counts as a stalled server.
 func (r *body) readCur(p []byte) (int, error) {
 	r.timer.Reset(r.b.idle)
+	start := time.Now()
 	n, err := r.cur.Read(p)
+	if err == nil || err == io.EOF {
+		r.waited += time.Since(start)
+		r.got += int64(n)
+	}
 	r.timer.Stop()
 	if err != nil && err != io.EOF && errors.Is(context.Cause(r.curCtx), errIdle) {
 		err = errIdle
 	}
 	return n, err
+}
+
+// tooSlow reports, once the grace period (the idle timeout) of waiting has
+// passed, a body arriving slower than the minimum rate. It is final: a
+// server that drips would only drip again on a resumed request.
+func (r *body) tooSlow() error {
+	if r.b.minRate <= 0 || r.waited <= r.b.idle {
+		return nil
+	}
+	rate := float64(r.got) / r.waited.Seconds()
+	if rate >= float64(r.b.minRate) {
+		return nil
+	}
+	return fmt.Errorf("get %s: %w", r.b.URL(r.key), &timeoutError{msg: fmt.Sprintf(
+		"the body arrived at %.0f bytes/s over %s, below the minimum of %d bytes/s", rate, r.waited.Round(time.Millisecond), r.b.minRate)})
 }
 
 // Read implements io.Reader.
@@ -92,6 +119,11 @@ func (r *body) Read(p []byte) (int, error) {
 			r.failures = 0
 		}
 		if err == nil {
+			if serr := r.tooSlow(); serr != nil {
+				r.detach()
+				r.err = serr
+				return n, serr
+			}
 			return n, nil
 		}
 		if err == io.EOF {

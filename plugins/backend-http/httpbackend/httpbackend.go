@@ -30,6 +30,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -55,11 +56,39 @@ const (
 	// MaxRetryAfter caps how long a Retry-After header can make one wait
 	// last, so that a misconfigured server cannot park the client for hours.
 	MaxRetryAfter = 2 * time.Minute
+	// DefaultMinRate is the slowest average a body may arrive at, in bytes
+	// per second of waiting for the server, once the idle timeout has passed
+	// as a grace period: a server that drips a byte at a time never trips
+	// the idle timeout, and would otherwise hold a client for days (the
+	// slow-retrieval attack; rust-tuf enforces a minimum bitrate too).
+	DefaultMinRate = 1024
 )
+
+// Environment variables that tune the plugin a mirror binary starts, for
+// slow links and for tests: a Go duration ("90s") for the timeouts, an
+// integer for the others. MIRROR_HTTP_MIN_RATE=0 turns the rule off.
+const (
+	EnvAttempts      = "MIRROR_HTTP_ATTEMPTS"
+	EnvIdleTimeout   = "MIRROR_HTTP_IDLE_TIMEOUT"
+	EnvHeaderTimeout = "MIRROR_HTTP_HEADER_TIMEOUT"
+	EnvMinRate       = "MIRROR_HTTP_MIN_RATE"
+)
+
+// timeoutError is a failure for want of time. It matches
+// context.DeadlineExceeded, the sentinel that crosses the plugin boundary,
+// so that the host can tell a timeout from other transport failures.
+type timeoutError struct {
+	msg string
+	err error // the cause, if any
+}
+
+func (e *timeoutError) Error() string        { return e.msg }
+func (e *timeoutError) Unwrap() error        { return e.err }
+func (e *timeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
 
 // errIdle is the cause given to a request whose body made no progress for
 // the idle timeout.
-var errIdle = errors.New("no data received within the idle timeout")
+var errIdle error = &timeoutError{msg: "no data received within the idle timeout"}
 
 // Options tune a Backend. The zero value gives the defaults.
 type Options struct {
@@ -78,6 +107,13 @@ type Options struct {
 	// for this long while the caller is reading. Zero means
 	// DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// HeaderTimeout bounds the wait for response headers when Client is
+	// nil. Zero means DefaultHeaderTimeout.
+	HeaderTimeout time.Duration
+	// MinRate fails a body whose average rate, in bytes per second spent
+	// waiting for it, is below this once IdleTimeout of waiting has passed.
+	// Zero means DefaultMinRate; negative turns the rule off.
+	MinRate int64
 }
 
 // Backend is a read-only mirror behind an HTTP(S) base URL. It is safe for
@@ -89,6 +125,7 @@ type Backend struct {
 	attempts  int
 	baseDelay time.Duration
 	idle      time.Duration
+	minRate   int64 // 0: no minimum
 }
 
 var (
@@ -98,8 +135,52 @@ var (
 
 // Open is the sdk.BackendFactory of the http backend. cfg.Address is the
 // mirror's base URL, http or https, optionally with user:password.
+// The EnvXxx variables tune it.
 func Open(ctx context.Context, cfg sdk.Config) (sdk.Backend, error) {
-	return New(cfg.Address, Options{})
+	opts, err := optionsFromEnv(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	return New(cfg.Address, opts)
+}
+
+// optionsFromEnv reads the EnvXxx variables; an unset one keeps the
+// default, a malformed one is an error naming it.
+func optionsFromEnv(getenv func(string) string) (Options, error) {
+	var o Options
+	bad := func(name, v, want string) error {
+		return fmt.Errorf("open http backend: %s=%q is not %s: %w", name, v, want, fs.ErrInvalid)
+	}
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{{EnvIdleTimeout, &o.IdleTimeout}, {EnvHeaderTimeout, &o.HeaderTimeout}} {
+		if v := getenv(d.name); v != "" {
+			t, err := time.ParseDuration(v)
+			if err != nil || t <= 0 {
+				return o, bad(d.name, v, "a positive duration such as 30s")
+			}
+			*d.dst = t
+		}
+	}
+	if v := getenv(EnvAttempts); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return o, bad(EnvAttempts, v, "a positive integer")
+		}
+		o.Attempts = n
+	}
+	if v := getenv(EnvMinRate); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return o, bad(EnvMinRate, v, "a number of bytes per second")
+		}
+		o.MinRate = n
+		if n == 0 {
+			o.MinRate = -1
+		}
+	}
+	return o, nil
 }
 
 // New returns a Backend for the mirror at address. The address must be an
@@ -131,7 +212,17 @@ func New(address string, opts Options) (*Backend, error) {
 		idle:      opts.IdleTimeout,
 	}
 	if b.client == nil {
-		b.client = newClient()
+		header := opts.HeaderTimeout
+		if header <= 0 {
+			header = DefaultHeaderTimeout
+		}
+		b.client = newClient(header)
+	}
+	switch {
+	case opts.MinRate == 0:
+		b.minRate = DefaultMinRate
+	case opts.MinRate > 0:
+		b.minRate = opts.MinRate
 	}
 	if b.attempts <= 0 {
 		b.attempts = DefaultAttempts
@@ -145,18 +236,24 @@ func New(address string, opts Options) (*Backend, error) {
 	return b, nil
 }
 
+// maxIdlePerHost keeps a connection for every tarball a clone reads at
+// once (16 by default, more with --jobs): a smaller pool closes connections
+// as bodies end and dials new ones for the next tarballs.
+const maxIdlePerHost = 64
+
 // newClient builds the default client. No total timeout: a tarball may take
-// long, and the idle timeout catches a stalled body instead.
-func newClient() *http.Client {
+// long, and the idle timeout and the minimum rate catch a stalled or
+// dripping body instead.
+func newClient(headerTimeout time.Duration) *http.Client {
 	dialer := &net.Dialer{Timeout: DefaultConnectTimeout, KeepAlive: 30 * time.Second}
 	return &http.Client{Transport: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           dialer.DialContext,
 		TLSHandshakeTimeout:   DefaultConnectTimeout,
-		ResponseHeaderTimeout: DefaultHeaderTimeout,
+		ResponseHeaderTimeout: headerTimeout,
 		ExpectContinueTimeout: time.Second,
 		IdleConnTimeout:       90 * time.Second,
-		MaxIdleConnsPerHost:   8,
+		MaxIdleConnsPerHost:   maxIdlePerHost,
 		ForceAttemptHTTP2:     true,
 		DisableCompression:    true,
 	}}
@@ -288,8 +385,14 @@ func statusErr(resp *http.Response) error {
 	return &StatusError{Code: resp.StatusCode, Status: s}
 }
 
-// checkStatus maps a final response that is not want to an error.
+// checkStatus maps a final response that is not want to an error. An
+// answer that a redirect fetched from the key's path plus "/" is a
+// directory's (the way static servers answer a directory's name, then list
+// it): keys never name directories, so that is sdk.ErrNotFound too.
 func (b *Backend) checkStatus(op, key string, resp *http.Response, want int) error {
+	if resp.Request != nil && resp.Request.URL != nil && strings.HasSuffix(resp.Request.URL.Path, "/") {
+		return fmt.Errorf("%s %s: a directory, not a file: %w", op, b.URL(key), sdk.ErrNotFound)
+	}
 	switch resp.StatusCode {
 	case want:
 		return nil
@@ -331,11 +434,16 @@ func (b *Backend) send(ctx context.Context, method, key string, hdr http.Header)
 }
 
 // transportErr drops the *url.Error wrapper, whose method and URL the
-// callers' messages already carry.
+// callers' messages already carry, and marks a timeout (no headers in
+// time, a connect that never completes) as one.
 func transportErr(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return ue.Err
+		err = ue.Err
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, context.DeadlineExceeded) {
+		return &timeoutError{msg: err.Error(), err: err}
 	}
 	return err
 }

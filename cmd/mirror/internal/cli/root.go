@@ -77,7 +77,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = fmt.Errorf("%w: %v; see 'mirror --help'", mirror.ErrUsage, err)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "mirror: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "mirror: %s%s\n", errorToken(err), oneLine(err.Error()))
 		return ExitCode(err)
 	}
 	return ExitOK

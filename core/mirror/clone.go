@@ -146,32 +146,28 @@ func Clone(ctx context.Context, env *Env, opts CloneOptions) (*CloneResult, erro
 	if srcAddr == target {
 		return nil, fmt.Errorf("%w: clone: the target %s is the source mirror; choose another target", ErrUsage, displayAddress(target))
 	}
+	// The target's plugin starts, and a new clone's keys are generated,
+	// while the source is opened and verified: process starts and RSA key
+	// generation would otherwise come before the first byte is copied.
+	tgt := openCloneTarget(ctx, env, target)
 	src, srcBackend, err := openCloneSource(ctx, env, opts.From, srcAddr)
 	if err != nil {
+		tgt.discard()
 		return nil, err
 	}
 	defer srcBackend.Close()
 	plan, err := planClone(ctx, src, sel)
 	if err != nil {
+		tgt.discard()
 		return nil, err
 	}
-
-	dst, err := env.openBackend(ctx, target)
-	if err != nil {
-		return nil, err
+	t := <-tgt
+	if t.err != nil {
+		return nil, t.err
 	}
+	dst := t.backend
 	defer dst.Close()
-	if !dst.Caps().Write {
-		return nil, fmt.Errorf("clone into %s: %w: the backend is read-only", displayAddress(target), sdk.ErrUnsupported)
-	}
-	res := &CloneResult{Target: displayAddress(target), Components: len(plan.ids), Tarballs: len(plan.items)}
-	_, err = dst.Stat(ctx, "root.json")
-	switch {
-	case err == nil:
-		res.Refreshed = true
-	case !errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("clone into %s: %w", displayAddress(target), err)
-	}
+	res := &CloneResult{Target: displayAddress(target), Components: len(plan.ids), Tarballs: len(plan.items), Refreshed: t.refresh}
 
 	var ks publish.KeySource
 	var owner func(ctx context.Context, tx *publish.Txn) ([]sdk.Signer, error)
@@ -179,6 +175,17 @@ func Clone(ctx context.Context, env *Env, opts CloneOptions) (*CloneResult, erro
 		res.KeyDir = opts.KeyDir
 		if res.KeyDir == "" {
 			res.KeyDir = env.keyDir(target)
+		}
+		switch _, err := dst.Stat(ctx, "timestamp.json"); {
+		case errors.Is(err, fs.ErrNotExist):
+			// An earlier clone stopped inside its init, after root.json
+			// and before the timestamp: finish the init with the keys it
+			// left, then refresh as from any earlier clone.
+			if err := resumeInitClone(ctx, env, dst, res.KeyDir); err != nil {
+				return nil, fmt.Errorf("clone into %s: resume an interrupted clone: %w", res.Target, err)
+			}
+		case err != nil:
+			return nil, fmt.Errorf("clone into %s: %w", res.Target, err)
 		}
 		dk := newDirKeys(env, res.KeyDir)
 		defer dk.Close()
@@ -203,7 +210,7 @@ func Clone(ctx context.Context, env *Env, opts CloneOptions) (*CloneResult, erro
 			return out, nil
 		}
 	} else {
-		mk, ownerKey, keyDir, err := initClone(ctx, env, dst, target, opts.KeyDir)
+		mk, ownerKey, keyDir, err := initClone(ctx, env, dst, target, opts.KeyDir, t.keys)
 		if err != nil {
 			return nil, err
 		}
@@ -274,6 +281,89 @@ func openCloneSource(ctx context.Context, env *Env, from, addr string) (*repo.Re
 		return nil, nil, fmt.Errorf("open mirror %s: %w", displayAddress(addr), err)
 	}
 	return r, b, nil
+}
+
+// cloneTarget is the opened target of a clone: refresh says it already is
+// a mirror; otherwise keys delivers the keys of the new clone, generated
+// in the background.
+type cloneTarget struct {
+	backend *host.Backend
+	refresh bool
+	keys    func() ([]*keys.PrivateKey, error)
+	err     error
+}
+
+// openCloneTarget starts the target's backend plugin and finds out whether
+// the target is a clone to refresh; for a new one it starts generating its
+// keys at once. The result arrives on the channel.
+func openCloneTarget(ctx context.Context, env *Env, target string) targetFuture {
+	out := make(chan cloneTarget, 1)
+	go func() {
+		// A local directory without root.json is almost surely a new
+		// clone: its keys can start before the plugin has, and the
+		// backend's answer below still decides.
+		var newKeys func() ([]*keys.PrivateKey, error)
+		if isLocal(target) {
+			if _, err := os.Stat(filepath.Join(target, "root.json")); errors.Is(err, fs.ErrNotExist) {
+				newKeys = generateKeysAsync(len(cloneRoles))
+			}
+		}
+		b, err := env.openBackend(ctx, target)
+		if err != nil {
+			out <- cloneTarget{err: err}
+			return
+		}
+		t := cloneTarget{backend: b}
+		if !b.Caps().Write {
+			t.err = fmt.Errorf("clone into %s: %w: the backend is read-only", displayAddress(target), sdk.ErrUnsupported)
+		} else if _, err := b.Stat(ctx, "root.json"); err == nil {
+			t.refresh = true
+		} else if errors.Is(err, fs.ErrNotExist) {
+			if newKeys == nil {
+				newKeys = generateKeysAsync(len(cloneRoles))
+			}
+			t.keys = newKeys
+		} else {
+			t.err = fmt.Errorf("clone into %s: %w", displayAddress(target), err)
+		}
+		if t.err != nil {
+			b.Close()
+			t.backend = nil
+		}
+		out <- t
+	}()
+	return out
+}
+
+// targetFuture delivers the cloneTarget once.
+type targetFuture <-chan cloneTarget
+
+// discard waits for the target and closes it, for a clone that failed
+// before it needed the target. Keys still being generated are dropped.
+func (f targetFuture) discard() {
+	if t := <-f; t.backend != nil {
+		t.backend.Close()
+	}
+}
+
+// generateKeysAsync generates n keys in the background; the function it
+// returns waits for them.
+func generateKeysAsync(n int) func() ([]*keys.PrivateKey, error) {
+	type result struct {
+		ks  []*keys.PrivateKey
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ks, err := generateKeys(n)
+		done <- result{ks, err}
+	}()
+	var once sync.Once
+	var r result
+	return func() ([]*keys.PrivateKey, error) {
+		once.Do(func() { r = <-done })
+		return r.ks, r.err
+	}
 }
 
 // selection is what the user asked to copy.
@@ -567,7 +657,7 @@ func hasVersionPrefix(v, prefix string) bool {
 // root keys, index, snapshot, timestamp and the pingcap owner key. The
 // mirror exists before any tarball is copied, so an interrupted clone is
 // resumed as a refresh that keeps these keys.
-func initClone(ctx context.Context, env *Env, dst sdk.Backend, target, keyDir string) (memKeys, *keys.PrivateKey, string, error) {
+func initClone(ctx context.Context, env *Env, dst sdk.Backend, target, keyDir string, newKeys func() ([]*keys.PrivateKey, error)) (memKeys, *keys.PrivateKey, string, error) {
 	if keyDir == "" {
 		keyDir = env.KeyDir
 	}
@@ -591,8 +681,8 @@ func initClone(ctx context.Context, env *Env, dst sdk.Backend, target, keyDir st
 	if empty, err := isDirEmpty(keyDir); err != nil || !empty {
 		return nil, nil, "", fmt.Errorf("clone into %s: key directory %s is not empty: %w; choose a new one", displayAddress(target), keyDir, fs.ErrExist)
 	}
-	roles := []string{manifest.RoleRoot, manifest.RoleRoot, manifest.RoleRoot, manifest.RoleIndex, manifest.RoleSnapshot, manifest.RoleTimestamp, CloneOwner}
-	generated, err := generateKeys(len(roles))
+	roles := cloneRoles
+	generated, err := newKeys()
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -620,6 +710,44 @@ func initClone(ctx context.Context, env *Env, dst sdk.Backend, target, keyDir st
 	}
 	return mk, generated[len(generated)-1], keyDir, nil
 }
+
+// resumeInitClone finishes the init of a clone that stopped before its
+// timestamp.json: the role keys are the ones root.json names, found in the
+// key directory where initClone wrote them before it wrote anything to the
+// target.
+func resumeInitClone(ctx context.Context, env *Env, dst sdk.Backend, keyDir string) error {
+	anchor, err := readSmall(ctx, dst, "root.json", manifest.MaxRootSize)
+	if err != nil {
+		return err
+	}
+	st, err := trust.New(anchor, env.Clock)
+	if err != nil {
+		return err
+	}
+	dk := newDirKeys(env, keyDir)
+	defer dk.Close()
+	roles := map[string][]sdk.Signer{}
+	for _, role := range []string{manifest.RoleRoot, manifest.RoleIndex, manifest.RoleSnapshot, manifest.RoleTimestamp} {
+		ids := make([]string, 0, len(st.Root.Roles[role].Keys))
+		for id := range st.Root.Roles[role].Keys {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			s, err := dk.Signer(ctx, id)
+			if err != nil {
+				return fmt.Errorf("%w; the target was started with other keys, pass its key directory with -k KEYDIR", err)
+			}
+			roles[role] = append(roles[role], s)
+		}
+	}
+	return publish.ResumeInit(ctx, dst, roles, env.Clock())
+}
+
+// cloneRoles are the roles of the keys a new clone gets, in the order
+// initClone uses them: three root keys, index, snapshot, timestamp and the
+// owner.
+var cloneRoles = []string{manifest.RoleRoot, manifest.RoleRoot, manifest.RoleRoot, manifest.RoleIndex, manifest.RoleSnapshot, manifest.RoleTimestamp, CloneOwner}
 
 // memKeys is a publish.KeySource of keys this process just generated.
 type memKeys map[string]sdk.Signer
@@ -657,7 +785,18 @@ func checkRoleKeys(ctx context.Context, tx *publish.Txn, ks publish.KeySource) e
 func cloneOwnerSigners(ctx context.Context, env *Env, ix *manifest.Index, keyDir string) ([]*host.Signer, error) {
 	o, ok := ix.Owners[CloneOwner]
 	if !ok {
-		return nil, fmt.Errorf("the target has no owner %s, so it was not made by clone; clone into a new directory", CloneOwner)
+		// A clone that stopped between its init and its first commit left
+		// a mirror without the owner, and the owner key beside the role
+		// keys: stageClone adds the owner with that key.
+		files, _ := filepath.Glob(filepath.Join(keyDir, "*-"+CloneOwner+".json"))
+		if len(files) != 1 {
+			return nil, fmt.Errorf("the target has no owner %s, so it was not made by clone; clone into a new directory", CloneOwner)
+		}
+		s, err := env.openSigner(ctx, files[0])
+		if err != nil {
+			return nil, err
+		}
+		return []*host.Signer{s}, nil
 	}
 	ids := make([]string, 0, len(o.Keys))
 	for id := range o.Keys {
@@ -899,15 +1038,48 @@ func copyTarball(ctx context.Context, src *repo.Repo, dst sdk.Backend, item mani
 			}
 		}
 	}
-	rc, err := src.OpenTarball(ctx, item)
-	if err != nil {
-		return false, fmt.Errorf("clone %s: %w", key, err)
-	}
-	defer rc.Close()
-	if _, err := dst.Put(ctx, key, &countingReader{r: rc, count: count}, opts); err != nil {
+	if err := putTarball(ctx, src.Backend(), dst, item, opts, count); err != nil {
 		return false, fmt.Errorf("clone %s: %w", key, err)
 	}
 	return false, nil
+}
+
+// putTarball streams the tarball item names from src into dst with opts,
+// which carry the item's length and sha256; see openForPut for who checks
+// what. count is told the bytes as they pass.
+func putTarball(ctx context.Context, src, dst sdk.Backend, item manifest.VersionItem, opts sdk.PutOptions, count func(int64)) error {
+	rc, err := openForPut(ctx, src, item)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = dst.Put(ctx, strings.TrimPrefix(item.URL, "/"), &countingReader{r: rc, count: count}, opts)
+	return err
+}
+
+// openForPut opens the tarball item names on b, to be streamed into a Put
+// whose options carry its signed length and sha256. Every backend checks
+// those while it stores and keeps nothing that fails them (the contract of
+// sdk.PutOptions, which the sdktest suite holds backends to), so the
+// stream is checked here against the length and the other signed hash,
+// sha512: each hash is computed once, in two processes that run on two
+// cores, instead of sha256 twice. The stream's last Read fails, before the
+// Put can commit, when sha512 or the length is wrong. Without a signed
+// sha512 the stream is checked against every signed hash here as well.
+func openForPut(ctx context.Context, b sdk.Backend, item manifest.VersionItem) (*repo.Verifier, error) {
+	key, err := repo.TarballKey(item.URL)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := repo.OpenObject(ctx, b, key)
+	if err != nil {
+		return nil, err
+	}
+	want := item.Hashes
+	if sum, ok := item.Hashes["sha512"]; ok {
+		want = map[string]string{"sha512": sum}
+	}
+	return repo.NewVerifier(rc, key, item.Length, want), nil
 }
 
 // localPath returns the file behind key when b keeps its objects as local

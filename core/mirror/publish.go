@@ -187,12 +187,30 @@ func ownerOf(ix *manifest.Index, ids []string) (string, error) {
 		owners = append(owners, id)
 	}
 	slices.Sort(owners)
+	var short error // an owner the keys belong to, below its threshold
 	for _, owner := range owners {
-		if checkOwnerKeys(ix, owner, ids) == nil {
+		err := checkOwnerKeys(ix, owner, ids)
+		if err == nil {
 			return owner, nil
 		}
+		if short == nil && ownsAny(ix.Owners[owner], ids) {
+			short = err
+		}
+	}
+	if short != nil {
+		return "", short
 	}
 	return "", fmt.Errorf("key %s is not an owner's key in this mirror; run `mirror grant OWNER -k KEY` first", ids[0][:16])
+}
+
+// ownsAny reports whether any of the keys is one of the owner's.
+func ownsAny(o manifest.Owner, ids []string) bool {
+	for _, id := range ids {
+		if _, ok := o.Keys[id]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // checkOwnerKeys verifies that the given keys meet the owner's threshold,

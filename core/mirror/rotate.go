@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -66,6 +67,9 @@ func Rotate(ctx context.Context, env *Env, opts RotateOptions) (*RotateResult, e
 	flags := opts.Expires != "" || len(opts.AddKeys) > 0 || len(opts.RemoveKeys) > 0 || opts.Threshold > 0
 	if flags && opts.Edit != nil {
 		return nil, fmt.Errorf("%w: rotate: edit the root or pass --expires, --add-key, --remove-key and --threshold, not both", ErrUsage)
+	}
+	if err := env.finishInterrupted(ctx); err != nil {
+		return nil, err
 	}
 	oldBytes, old, err := latestRoot(ctx, env)
 	if err != nil {
@@ -157,6 +161,24 @@ func latestRoot(ctx context.Context, env *Env) ([]byte, *manifest.Root, error) {
 		return nil, nil, fmt.Errorf("rotate %s: %w", displayAddress(addr), err)
 	}
 	return st.RootBytes, st.Root, nil
+}
+
+// finishInterrupted commits what an interrupted write left half done (a
+// new root the snapshot does not name yet, a snapshot the timestamp does
+// not pin) and writes nothing otherwise. A rotation reads the newest root
+// before its transaction, so without this a re-run after a crash would be
+// measured against a root the mirror never committed, refuse ("already a
+// root key"), and leave the commit unfinished. An HTTP mirror's server
+// finishes its own commits.
+func (e *Env) finishInterrupted(ctx context.Context) error {
+	if isHTTP(e.Address()) {
+		return nil
+	}
+	err := e.update(ctx, func(context.Context, *publish.Txn) error { return errUnchanged })
+	if errors.Is(err, errUnchanged) {
+		return nil
+	}
+	return err
 }
 
 // cloneRoot deep-copies a root through its JSON form.

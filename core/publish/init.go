@@ -21,6 +21,20 @@ import (
 // snapshot). Every file is created only if absent, timestamp.json last, so
 // a half-initialized mirror is never taken for a mirror.
 func Init(ctx context.Context, b sdk.Backend, roles map[string][]sdk.Signer, now time.Time) error {
+	return initMirror(ctx, b, roles, now, false)
+}
+
+// ResumeInit finishes an Init that stopped before its timestamp.json: the
+// mirror is made again with the same role keys, replacing whatever root,
+// index and snapshot the interrupted run left (nothing was committed, since
+// no timestamp pins them), and timestamp.json is still created only if
+// absent. roles must be the keys the interrupted Init was given, or clients
+// that read the earlier root.json would not trust the result.
+func ResumeInit(ctx context.Context, b sdk.Backend, roles map[string][]sdk.Signer, now time.Time) error {
+	return initMirror(ctx, b, roles, now, true)
+}
+
+func initMirror(ctx context.Context, b sdk.Backend, roles map[string][]sdk.Signer, now time.Time, resume bool) error {
 	now = now.UTC().Truncate(time.Second)
 	root := manifest.NewRoot(now)
 	for role, signers := range roles {
@@ -73,7 +87,8 @@ func Init(ctx context.Context, b sdk.Backend, roles map[string][]sdk.Signer, now
 		key  string
 		body []byte
 	}{{"root.json", rootBody}, {"1.index.json", indexBody}, {"snapshot.json", snapBody}, {"timestamp.json", tsBody}} {
-		if _, err := b.Put(ctx, f.key, bytes.NewReader(f.body), sdk.PutOptions{IfNoneMatch: true}); err != nil {
+		create := !resume || f.key == "timestamp.json"
+		if _, err := b.Put(ctx, f.key, bytes.NewReader(f.body), sdk.PutOptions{IfNoneMatch: create}); err != nil {
 			return fmt.Errorf("init: write %s: %w", f.key, err)
 		}
 	}

@@ -78,6 +78,11 @@ type Txn struct {
 	files []stagedFile
 	comps map[string]*manifest.Envelope
 	roots []*manifest.Envelope
+
+	// recovered says begin found an interrupted commit: snapshot.json
+	// newer than the timestamp (taken as the current snapshot), or a root
+	// newer than the snapshot names.
+	recovered bool
 }
 
 type stagedFile struct {
@@ -110,6 +115,18 @@ func (w *Writer) Update(ctx context.Context, fn func(ctx context.Context, tx *Tx
 			p.Prepare(ctx, tx.signingKeyIDs())
 		}
 		if err := fn(ctx, tx); err != nil {
+			if tx.recovered {
+				// An earlier commit stopped between snapshot.json and
+				// timestamp.json (clients refuse the mirror until a
+				// timestamp pins that snapshot), or between a new root and
+				// its snapshot. This transaction has nothing to add (or
+				// was refused), but the earlier one must still be
+				// finished, or the mirror stays half-committed until some
+				// later write happens to commit.
+				if cerr := tx.rollForward(ctx, unlock != nil); cerr != nil {
+					return fmt.Errorf("%w; finishing an interrupted commit failed too: %v", err, cerr)
+				}
+			}
 			return err
 		}
 		err = tx.commit(ctx, unlock != nil)
@@ -147,6 +164,7 @@ func (w *Writer) begin(ctx context.Context) (*Txn, error) {
 	if err != nil {
 		return nil, err
 	}
+	recovered := false
 	if err := st.UpdateSnapshot(snapBytes, nil); err != nil {
 		var he *trust.HashError
 		if !errors.As(err, &he) {
@@ -157,6 +175,14 @@ func (w *Writer) begin(ctx context.Context) (*Txn, error) {
 		if err := st.RecoverSnapshot(snapBytes); err != nil {
 			return nil, err
 		}
+		recovered = true
+	}
+	if st.Root.Version > st.Snapshot.Meta["/root.json"].Version {
+		// A rotation stopped after writing N+1.root.json and before its
+		// snapshot. Clients follow the root chain by probing N+1.root.json,
+		// so some may trust that root already: it stays, and the next
+		// commit names it in the snapshot.
+		recovered = true
 	}
 	fv, _ := st.Meta("index")
 	ixBytes, _, err := w.read(ctx, manifest.VersionedName(fv.Version, "index"), fv.Length)
@@ -172,7 +198,14 @@ func (w *Writer) begin(ctx context.Context) (*Txn, error) {
 	if err := env.Decode(&ix); err != nil {
 		return nil, err
 	}
-	return &Txn{w: w, state: st, now: w.Clock().UTC().Truncate(time.Second), Index: &ix, tsETag: tsInfo.ETag, comps: map[string]*manifest.Envelope{}}, nil
+	return &Txn{w: w, state: st, now: w.Clock().UTC().Truncate(time.Second), Index: &ix, tsETag: tsInfo.ETag, comps: map[string]*manifest.Envelope{}, recovered: recovered}, nil
+}
+
+// rollForward commits the recovered snapshot under a new timestamp with
+// none of the transaction's own changes.
+func (tx *Txn) rollForward(ctx context.Context, locked bool) error {
+	clean := &Txn{w: tx.w, state: tx.state, now: tx.now, Index: tx.state.Index, tsETag: tx.tsETag, comps: map[string]*manifest.Envelope{}}
+	return clean.commit(ctx, locked)
 }
 
 func (w *Writer) read(ctx context.Context, key string, max uint64) ([]byte, sdk.ObjectInfo, error) {
@@ -317,14 +350,19 @@ func SignWith(ctx context.Context, env *manifest.Envelope, s sdk.Signer) error {
 func (tx *Txn) commit(ctx context.Context, locked bool) error {
 	b := tx.w.Backend
 	for _, f := range tx.files {
-		if err := putFile(ctx, b, f); err != nil {
+		if err := tx.putFile(ctx, f); err != nil {
 			return err
 		}
 	}
+	// Every manifest written before the commit point, for the read-back.
+	var written []writtenFile
 	snap := tx.state.Snapshot
 	meta := make(map[string]manifest.FileVersion, len(snap.Meta)+len(tx.comps))
 	for k, v := range snap.Meta {
 		meta[k] = v
+	}
+	if fv := meta["/root.json"]; tx.state.Root.Version > fv.Version {
+		meta["/root.json"] = manifest.FileVersion{Version: tx.state.Root.Version, Length: uint64(len(tx.state.RootBytes))}
 	}
 	for _, env := range tx.roots {
 		var r manifest.Root
@@ -338,6 +376,7 @@ func (tx *Txn) commit(ctx context.Context, locked bool) error {
 		if err := putManifest(ctx, b, manifest.VersionedName(r.Version, "root"), body, locked); err != nil {
 			return err
 		}
+		written = append(written, writtenFile{manifest.VersionedName(r.Version, "root"), body})
 		meta["/root.json"] = manifest.FileVersion{Version: r.Version, Length: uint64(len(body))}
 	}
 	ids := make([]string, 0, len(tx.comps))
@@ -378,6 +417,7 @@ func (tx *Txn) commit(ctx context.Context, locked bool) error {
 		if err := putManifest(ctx, b, manifest.VersionedName(c.Version, id), body, locked); err != nil {
 			return err
 		}
+		written = append(written, writtenFile{manifest.VersionedName(c.Version, id), body})
 		meta[manifest.ManifestURL(id)] = manifest.FileVersion{Version: c.Version, Length: uint64(len(body))}
 	}
 	if tx.indexChanged {
@@ -398,6 +438,7 @@ func (tx *Txn) commit(ctx context.Context, locked bool) error {
 		if err := putManifest(ctx, b, manifest.VersionedName(tx.Index.Version, "index"), body, locked); err != nil {
 			return err
 		}
+		written = append(written, writtenFile{manifest.VersionedName(tx.Index.Version, "index"), body})
 		meta["/index.json"] = manifest.FileVersion{Version: tx.Index.Version, Length: uint64(len(body))}
 	}
 	newSnap := *snap
@@ -426,8 +467,31 @@ func (tx *Txn) commit(ctx context.Context, locked bool) error {
 	if len(tsBody) > manifest.MaxTimestampSize {
 		return fmt.Errorf("sign timestamp: %d bytes, over the client's limit of %d; use a single timestamp key", len(tsBody), manifest.MaxTimestampSize)
 	}
+	// The backend is a plugin, and plugins are untrusted like the network:
+	// before the timestamp makes anything reachable, read back what this
+	// commit wrote. A write that was acknowledged but never made, or made
+	// with other bytes, stops the commit here, while clients still see the
+	// old state, instead of leaving them a timestamp over missing files.
+	for _, f := range tx.files {
+		if err := checkStored(ctx, b, f.key, f.size); err != nil {
+			return err
+		}
+	}
+	for _, f := range written {
+		if err := readBack(ctx, b, f.key, f.body); err != nil {
+			return err
+		}
+	}
 	if _, err := b.Put(ctx, "snapshot.json", bytes.NewReader(snapBody), sdk.PutOptions{}); err != nil {
 		return fmt.Errorf("write snapshot.json: %w", err)
+	}
+	if err := readBack(ctx, b, "snapshot.json", snapBody); err != nil {
+		if !locked {
+			// Without the lock another writer may have replaced it in
+			// between: run the transaction again on what is there now.
+			return fmt.Errorf("%w: %v", sdk.ErrConflict, err)
+		}
+		return err
 	}
 	if tx.w.BeforeCommitPoint != nil {
 		if err := tx.w.BeforeCommitPoint(ctx); err != nil {
@@ -437,7 +501,81 @@ func (tx *Txn) commit(ctx context.Context, locked bool) error {
 	if _, err := b.Put(ctx, "timestamp.json", bytes.NewReader(tsBody), sdk.PutOptions{IfMatch: tx.tsETag}); err != nil {
 		return fmt.Errorf("write timestamp.json: %w", err)
 	}
+	return checkTimestamp(ctx, b, tsBody, ts.Version)
+}
+
+// writtenFile is a manifest a commit wrote, kept for the read-back.
+type writtenFile struct {
+	key  string
+	body []byte
+}
+
+// readBack checks that the backend holds exactly body under key.
+func readBack(ctx context.Context, b sdk.Backend, key string, body []byte) error {
+	got, err := readAtMost(ctx, b, key, int64(len(body)))
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, body) {
+		return fmt.Errorf("read back %s: the backend acknowledged the write but holds other bytes: %w; nothing was committed, run the command again", key, sdk.ErrIntegrity)
+	}
 	return nil
+}
+
+// readAtMost reads key, or its first max+1 bytes when it is longer: enough
+// to tell it from a file of max bytes. A missing key is a lost write.
+func readAtMost(ctx context.Context, b sdk.Backend, key string, max int64) ([]byte, error) {
+	rc, _, err := b.Get(ctx, key)
+	if errors.Is(err, sdk.ErrNotFound) {
+		return nil, fmt.Errorf("read back %s: the backend acknowledged the write but does not have it: %w; nothing was committed, run the command again", key, sdk.ErrIntegrity)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read back %s: %w", key, err)
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(io.LimitReader(rc, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read back %s: %w", key, err)
+	}
+	return got, nil
+}
+
+// checkStored checks that a file the commit copied is there at its size;
+// its sha256 was checked by the backend as it stored it, and clients check
+// every byte again, so reading a tarball back whole would only cost time.
+func checkStored(ctx context.Context, b sdk.Backend, key string, size int64) error {
+	info, err := b.Stat(ctx, key)
+	if errors.Is(err, sdk.ErrNotFound) {
+		return fmt.Errorf("read back %s: the backend acknowledged the write but does not have it: %w; nothing was committed, run the command again", key, sdk.ErrIntegrity)
+	}
+	if err != nil {
+		return fmt.Errorf("read back %s: %w", key, err)
+	}
+	if info.Size != size {
+		return fmt.Errorf("read back %s: %d bytes stored, want %d: %w; nothing was committed, run the command again", key, info.Size, size, sdk.ErrIntegrity)
+	}
+	return nil
+}
+
+// checkTimestamp reads timestamp.json back after the commit point. Another
+// writer may already have committed on top (without a lock, its
+// compare-and-swap read ours), so a newer version is fine; anything else
+// means the backend lost the commit.
+func checkTimestamp(ctx context.Context, b sdk.Backend, body []byte, version uint64) error {
+	got, err := readAtMost(ctx, b, "timestamp.json", manifest.MaxTimestampSize)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(got, body) {
+		return nil
+	}
+	if env, err := manifest.ParseEnvelope(got); err == nil {
+		var ts manifest.Timestamp
+		if env.Decode(&ts) == nil && ts.Version > version {
+			return nil
+		}
+	}
+	return fmt.Errorf("read back timestamp.json: the backend acknowledged the write but holds other bytes: %w; the commit is not visible, run the command again", sdk.ErrIntegrity)
 }
 
 // lifetimeOr returns d, or def when d is zero.
@@ -463,24 +601,57 @@ func putManifest(ctx context.Context, b sdk.Backend, key string, body []byte, lo
 
 // putFile stores a staged local file create-only. A file already there
 // with the same content is kept (a re-run after an interrupted commit); one
-// with other content is an error, because published tarballs are immutable.
-func putFile(ctx context.Context, b sdk.Backend, f stagedFile) error {
+// with other content is an error when a committed manifest names it,
+// because published tarballs are immutable, and is replaced otherwise: it
+// is debris of a commit that never reached its timestamp (a backend that
+// tore the write, say), which no client was ever pointed at.
+func (tx *Txn) putFile(ctx context.Context, f stagedFile) error {
+	b := tx.w.Backend
 	opts := sdk.PutOptions{Size: f.size, SizeKnown: true, SHA256: f.sum, IfNoneMatch: true}
 	err := storeFile(ctx, b, f, opts)
 	if errors.Is(err, sdk.ErrExist) {
-		same, serr := sameContent(ctx, b, f)
+		same, info, serr := sameContent(ctx, b, f)
 		if serr != nil {
 			return serr
 		}
 		if same {
 			return nil
 		}
-		return fmt.Errorf("publish %s: the mirror already has a different file of that name; publish another version", f.key)
+		named, rerr := tx.committedURL(ctx, "/"+f.key)
+		if rerr != nil {
+			return rerr
+		}
+		if named {
+			return fmt.Errorf("publish %s: the mirror already has a different file of that name; publish another version", f.key)
+		}
+		opts.IfNoneMatch, opts.IfMatch = false, info.ETag
+		err = storeFile(ctx, b, f, opts)
 	}
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", f.key, err)
 	}
 	return nil
+}
+
+// committedURL reports whether a committed component manifest names url.
+func (tx *Txn) committedURL(ctx context.Context, url string) (bool, error) {
+	for id := range tx.state.Index.Components {
+		c, err := tx.Component(ctx, id)
+		if err != nil {
+			return false, err
+		}
+		if c == nil {
+			continue
+		}
+		for _, versions := range c.Platforms {
+			for _, item := range versions {
+				if item.URL == url {
+					return true, nil
+				}
+			}
+		}
+	}
+	return false, nil
 }
 
 // storeFile hands the backend the local path when it can take it (the fs
@@ -501,18 +672,18 @@ func storeFile(ctx context.Context, b sdk.Backend, f stagedFile, opts sdk.PutOpt
 	return err
 }
 
-func sameContent(ctx context.Context, b sdk.Backend, f stagedFile) (bool, error) {
+func sameContent(ctx context.Context, b sdk.Backend, f stagedFile) (bool, sdk.ObjectInfo, error) {
 	rc, info, err := b.Get(ctx, f.key)
 	if err != nil {
-		return false, fmt.Errorf("read %s: %w", f.key, err)
+		return false, info, fmt.Errorf("read %s: %w", f.key, err)
 	}
 	defer rc.Close()
 	if info.Size != f.size {
-		return false, nil
+		return false, info, nil
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, rc); err != nil {
-		return false, fmt.Errorf("read %s: %w", f.key, err)
+		return false, info, fmt.Errorf("read %s: %w", f.key, err)
 	}
-	return hex.EncodeToString(h.Sum(nil)) == f.sum, nil
+	return hex.EncodeToString(h.Sum(nil)) == f.sum, info, nil
 }

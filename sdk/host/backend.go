@@ -7,6 +7,7 @@ import (
 	"io"
 	"os/exec"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
@@ -86,9 +87,10 @@ func (b *Backend) Stat(ctx context.Context, key string) (sdk.ObjectInfo, error) 
 	if err := b.c.check(); err != nil {
 		return sdk.ObjectInfo{}, err
 	}
-	m, err := b.rpc.Stat(ctx, &wire.KeyRequest{Key: key})
-	if err != nil {
-		return sdk.ObjectInfo{}, b.c.wrap(err)
+	cctx, g := b.c.call(ctx, 0)
+	m, err := b.rpc.Stat(cctx, &wire.KeyRequest{Key: key}, smallAnswer)
+	if err := g.end("stat "+key, err); err != nil {
+		return sdk.ObjectInfo{}, err
 	}
 	return wire.InfoFromProto(m), nil
 }
@@ -101,22 +103,26 @@ func (b *Backend) Get(ctx context.Context, key string) (io.ReadCloser, sdk.Objec
 		return nil, sdk.ObjectInfo{}, err
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	stream, err := b.rpc.Get(sctx, &wire.KeyRequest{Key: key})
+	wd := b.c.watch(cancel)
+	wd.arm()
+	stream, err := b.rpc.Get(sctx, &wire.KeyRequest{Key: key}, chunkAnswer)
 	if err != nil {
+		wd.disarm()
 		cancel()
-		return nil, sdk.ObjectInfo{}, b.c.wrap(err)
+		return nil, sdk.ObjectInfo{}, wd.check(b.c, "get "+key, b.c.wrap(err))
 	}
 	first, err := stream.Recv()
+	wd.disarm()
 	if err != nil {
 		cancel()
-		return nil, sdk.ObjectInfo{}, b.c.wrap(err)
+		return nil, sdk.ObjectInfo{}, wd.check(b.c, "get "+key, b.c.wrap(err))
 	}
 	info := first.GetInfo()
 	if info == nil {
 		cancel()
 		return nil, sdk.ObjectInfo{}, fmt.Errorf("get %s: backend plugin sent data before the object's info", key)
 	}
-	return &getReader{c: b.c, stream: stream, cancel: cancel}, wire.InfoFromProto(info), nil
+	return &getReader{c: b.c, stream: stream, cancel: cancel, wd: wd, key: key}, wire.InfoFromProto(info), nil
 }
 
 // getReader turns the Get stream back into an io.Reader.
@@ -124,6 +130,8 @@ type getReader struct {
 	c      *conn
 	stream grpc.ServerStreamingClient[wire.GetResponse]
 	cancel context.CancelFunc
+	wd     *watchdog
+	key    string
 	buf    []byte
 	err    error
 }
@@ -133,12 +141,14 @@ func (r *getReader) Read(p []byte) (int, error) {
 		if r.err != nil {
 			return 0, r.err
 		}
+		r.wd.arm()
 		m, err := r.stream.Recv()
+		r.wd.disarm()
 		switch {
 		case err == io.EOF:
 			r.err = io.EOF
 		case err != nil:
-			r.err = r.c.wrap(err)
+			r.err = r.wd.check(r.c, "get "+r.key, r.c.wrap(err))
 		default:
 			r.buf = m.GetChunk()
 		}
@@ -162,13 +172,16 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, opts sdk.Put
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := b.rpc.Put(sctx)
+	wd := b.c.watch(cancel)
+	defer wd.disarm()
+	stream, err := b.rpc.Put(sctx, smallAnswer)
 	if err != nil {
 		return sdk.ObjectInfo{}, b.c.wrap(err)
 	}
 	// send reports the plugin's verdict when it ended the call early: Send
 	// then only says io.EOF and the status comes from CloseAndRecv.
 	send := func(m *wire.PutRequest) error {
+		wd.arm()
 		err := stream.Send(m)
 		if err == io.EOF {
 			_, err = stream.CloseAndRecv()
@@ -176,15 +189,18 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, opts sdk.Put
 				err = fmt.Errorf("put %s: backend plugin ended the upload early", key)
 			}
 		}
-		return b.c.wrap(err)
+		wd.disarm()
+		return wd.check(b.c, "put "+key, b.c.wrap(err))
 	}
 	hdr := &wire.PutHeader{Key: key, Options: wire.PutOptionsToProto(opts)}
 	if err := send(&wire.PutRequest{Msg: &wire.PutRequest_Header{Header: hdr}}); err != nil {
 		return sdk.ObjectInfo{}, err
 	}
+	// One buffer for every chunk: Send marshals the message into gRPC's own
+	// buffer before it returns, and the host installs no stats handler
+	// that could keep the message, so the next read may overwrite it.
+	buf := make([]byte, wire.ChunkSize)
 	for {
-		// A fresh buffer per message: gRPC may still hold a sent message.
-		buf := make([]byte, wire.ChunkSize)
 		n, rerr := io.ReadFull(r, buf)
 		if n > 0 {
 			if err := send(&wire.PutRequest{Msg: &wire.PutRequest_Chunk{Chunk: buf[:n]}}); err != nil {
@@ -199,9 +215,11 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, opts sdk.Put
 			return sdk.ObjectInfo{}, fmt.Errorf("put %s: read source: %w", key, rerr)
 		}
 	}
+	wd.arm()
 	m, err := stream.CloseAndRecv()
+	wd.disarm()
 	if err != nil {
-		return sdk.ObjectInfo{}, b.c.wrap(err)
+		return sdk.ObjectInfo{}, wd.check(b.c, "put "+key, b.c.wrap(err))
 	}
 	return wire.InfoFromProto(m), nil
 }
@@ -214,17 +232,21 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(sdk.ObjectInf
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := b.rpc.List(sctx, &wire.ListRequest{Prefix: prefix})
+	wd := b.c.watch(cancel)
+	defer wd.disarm()
+	stream, err := b.rpc.List(sctx, &wire.ListRequest{Prefix: prefix}, smallAnswer)
 	if err != nil {
 		return b.c.wrap(err)
 	}
 	for {
+		wd.arm()
 		m, err := stream.Recv()
+		wd.disarm()
 		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
-			return b.c.wrap(err)
+			return wd.check(b.c, "list "+prefix, b.c.wrap(err))
 		}
 		if err := fn(wire.InfoFromProto(m)); err != nil {
 			return err
@@ -237,8 +259,9 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 	if err := b.c.check(); err != nil {
 		return err
 	}
-	_, err := b.rpc.Delete(ctx, &wire.KeyRequest{Key: key})
-	return b.c.wrap(err)
+	cctx, g := b.c.call(ctx, 0)
+	_, err := b.rpc.Delete(cctx, &wire.KeyRequest{Key: key}, smallAnswer)
+	return g.end("delete "+key, err)
 }
 
 // Lock takes the backend's lock, waiting until it is free or ctx is done.
@@ -311,9 +334,10 @@ func (b *Backend) LocalPath(ctx context.Context, key string) (string, error) {
 	if err := b.c.check(); err != nil {
 		return "", err
 	}
-	m, err := b.rpc.LocalPath(ctx, &wire.KeyRequest{Key: key})
-	if err != nil {
-		return "", b.c.wrap(err)
+	cctx, g := b.c.call(ctx, 0)
+	m, err := b.rpc.LocalPath(cctx, &wire.KeyRequest{Key: key}, smallAnswer)
+	if err := g.end("local path "+key, err); err != nil {
+		return "", err
 	}
 	return m.GetPath(), nil
 }
@@ -324,9 +348,16 @@ func (b *Backend) PutFile(ctx context.Context, key, path string, opts sdk.PutOpt
 	if err := b.c.check(); err != nil {
 		return sdk.ObjectInfo{}, err
 	}
-	m, err := b.rpc.PutFile(ctx, &wire.PutFileRequest{Key: key, Path: path, Options: wire.PutOptionsToProto(opts)})
-	if err != nil {
-		return sdk.ObjectInfo{}, b.c.wrap(err)
+	// The plugin copies the whole file inside this one call: allow a
+	// floor of 16 MiB/s on top of the timeout.
+	var extra time.Duration
+	if opts.SizeKnown {
+		extra = time.Duration(opts.Size/(16<<20)) * time.Second
+	}
+	cctx, g := b.c.call(ctx, extra)
+	m, err := b.rpc.PutFile(cctx, &wire.PutFileRequest{Key: key, Path: path, Options: wire.PutOptionsToProto(opts)}, smallAnswer)
+	if err := g.end("put "+key, err); err != nil {
+		return sdk.ObjectInfo{}, err
 	}
 	return wire.InfoFromProto(m), nil
 }

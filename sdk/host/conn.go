@@ -6,6 +6,7 @@
 package host
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -37,13 +38,54 @@ var ErrExited = errors.New("plugin exited")
 // usually breaks a moment before the exit is reaped.
 const exitWait = time.Second
 
+// DefaultTimeout bounds how long the host waits for a plugin: for the
+// answer to one call, or for the next message of a stream (a transfer that
+// keeps moving may take as long as it needs). A plugin stuck in a system
+// call or a dead network must not hang the command forever. Waiting for a
+// backend's lock is bounded by the caller's context instead: a writer holds
+// it as long as its commit takes.
+const DefaultTimeout = 5 * time.Minute
+
+// EnvTimeout names the environment variable that replaces DefaultTimeout:
+// a Go duration such as "30s"; "0" waits forever.
+const EnvTimeout = "MIRROR_PLUGIN_TIMEOUT"
+
+// Caps on one message from a plugin. go-plugin lifts gRPC's own cap to
+// 2 GiB, and a plugin is untrusted input like the network: an answer that
+// can only be small (object info, a path, a public key, a signature) gets
+// a small cap, a Get chunk one chunk and its framing.
+const (
+	maxSmallAnswer = 64 << 10
+	maxChunkAnswer = wire.ChunkSize + 64<<10
+)
+
+var (
+	smallAnswer = grpc.MaxCallRecvMsgSize(maxSmallAnswer)
+	chunkAnswer = grpc.MaxCallRecvMsgSize(maxChunkAnswer)
+)
+
+// ErrTimeout reports a plugin that did not answer within the timeout. It
+// wraps context.DeadlineExceeded.
+var ErrTimeout = fmt.Errorf("plugin did not answer in time: %w", context.DeadlineExceeded)
+
+// timeoutFromEnv is DefaultTimeout, or what EnvTimeout says.
+func timeoutFromEnv() time.Duration {
+	if s := os.Getenv(EnvTimeout); s != "" {
+		if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+			return d
+		}
+	}
+	return DefaultTimeout
+}
+
 // conn is what Backend and Signer share: the plugin process and the rules
 // for turning its gRPC errors into host errors.
 type conn struct {
-	kind   string // "backend" or "signer"
-	name   string // the command, for messages
-	proc   process
-	closed atomic.Bool
+	kind    string // "backend" or "signer"
+	name    string // the command, for messages
+	proc    process
+	closed  atomic.Bool
+	timeout time.Duration // see DefaultTimeout; 0 waits forever
 }
 
 // process is the far end of a conn: a plugin subprocess, or a server in
@@ -55,13 +97,20 @@ type process interface {
 }
 
 // subprocess is a plugin run by go-plugin.
-type subprocess struct{ client *plugin.Client }
+type subprocess struct {
+	client *plugin.Client
+	// sockDir holds the plugin's Unix socket; see start.
+	sockDir string
+}
 
 func (p subprocess) exited() bool { return p.client.Exited() }
 
 // stop asks the plugin to exit and kills it if it has not within two
 // seconds (go-plugin's grace period).
-func (p subprocess) stop() { p.client.Kill() }
+func (p subprocess) stop() {
+	p.client.Kill()
+	os.RemoveAll(p.sockDir)
+}
 
 // kill sends SIGKILL to the plugin process.
 func (p subprocess) kill() error {
@@ -84,6 +133,16 @@ func start(cmd *exec.Cmd, kind string, newClient func(*grpc.ClientConn) any, log
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
+	// The plugin listens on a Unix socket in a directory only this user
+	// can enter (os.MkdirTemp makes it 0700), whatever the umask: no other
+	// user can connect, and a process of this user could read the keys
+	// and the mirror directly anyway. So go-plugin's automatic mutual TLS
+	// guards nothing here, and it cost a tenth of a clone's CPU time.
+	sockDir, err := os.MkdirTemp("", "mirror-plugin-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("start %s plugin: %w", kind, err)
+	}
+	cmd.Env = append(cmd.Env, plugin.EnvUnixSocketDir+"="+sockDir)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig: wire.Handshake(sdk.ProtocolVersion),
 		VersionedPlugins: map[int]plugin.PluginSet{
@@ -94,13 +153,13 @@ func start(cmd *exec.Cmd, kind string, newClient func(*grpc.ClientConn) any, log
 		Managed:          false,
 		SyncStdout:       io.Discard,
 		SyncStderr:       io.Discard,
-		AutoMTLS:         true,
 		Logger:           logger,
+		GRPCDialOptions:  wire.DialOptions(),
 	})
-	c := &conn{kind: kind, name: commandName(cmd), proc: subprocess{client}}
+	c := &conn{kind: kind, name: commandName(cmd), proc: subprocess{client, sockDir}, timeout: timeoutFromEnv()}
 	cp, err := client.Client()
 	if err != nil {
-		client.Kill()
+		c.proc.stop()
 		if strings.Contains(err.Error(), "incompatible API version") {
 			return nil, nil, fmt.Errorf("start %s plugin %s: protocol version mismatch, host speaks %d: %w", kind, c.name, sdk.ProtocolVersion, err)
 		}
@@ -143,6 +202,11 @@ func (c *conn) wrap(err error) error {
 	if !ok {
 		return err
 	}
+	if s.Code() == codes.ResourceExhausted {
+		// The host's own cap on an answer's size (maxSmallAnswer,
+		// maxChunkAnswer): the plugin sent more than the call can hold.
+		return fmt.Errorf("%s plugin %s: the answer is over the size limit: %s", c.kind, c.name, s.Message())
+	}
 	// Plugins only ever send the codes of the error table and Unknown; any
 	// other code came from the transport, which means the connection broke.
 	if s.Code() != codes.Unknown && wire.SentinelFor(s.Code()) == nil {
@@ -167,6 +231,92 @@ func (c *conn) waitExited() bool {
 		}
 	}
 	return true
+}
+
+// call bounds one unary call by the timeout, plus extra for a call whose
+// work grows with its size. The bound is a timer that cancels the call,
+// not a deadline: a deadline would travel to the plugin, whose gRPC server
+// could then cut the call first, and the host could not tell that reset
+// from any other.
+func (c *conn) call(ctx context.Context, extra time.Duration) (context.Context, *callGuard) {
+	cctx, cancel := context.WithCancel(ctx)
+	g := &callGuard{c: c, cancel: cancel}
+	if c.timeout > 0 {
+		g.t = time.AfterFunc(c.timeout+extra, func() {
+			g.fired.Store(true)
+			cancel()
+		})
+	}
+	return cctx, g
+}
+
+// callGuard is one bounded call.
+type callGuard struct {
+	c      *conn
+	cancel context.CancelFunc
+	t      *time.Timer
+	fired  atomic.Bool
+}
+
+// end releases the call and returns its error in the host's form (see
+// wrap), or one saying the plugin did not answer in time.
+func (g *callGuard) end(what string, err error) error {
+	if g.t != nil {
+		g.t.Stop()
+	}
+	g.cancel()
+	if err != nil && g.fired.Load() {
+		return g.c.timeoutError(what)
+	}
+	return g.c.wrap(err)
+}
+
+func (c *conn) timeoutError(what string) error {
+	return fmt.Errorf("%s plugin %s: %s: no answer within %v; the plugin is stuck (set %s to wait longer): %w", c.kind, c.name, what, c.timeout, EnvTimeout, ErrTimeout)
+}
+
+// watchdog cancels a stream whose plugin goes quiet: armed while the host
+// waits on the plugin, disarmed as soon as it answers, so a slow reader
+// on the host's side never trips it.
+type watchdog struct {
+	timeout time.Duration
+	t       *time.Timer
+	fired   atomic.Bool
+}
+
+// watch returns a watchdog that calls cancel when it fires; nil when the
+// timeout is off. A nil watchdog's methods do nothing.
+func (c *conn) watch(cancel context.CancelFunc) *watchdog {
+	if c.timeout <= 0 {
+		return nil
+	}
+	w := &watchdog{timeout: c.timeout}
+	w.t = time.AfterFunc(time.Hour, func() {
+		w.fired.Store(true)
+		cancel()
+	})
+	w.t.Stop()
+	return w
+}
+
+func (w *watchdog) arm() {
+	if w != nil {
+		w.t.Reset(w.timeout)
+	}
+}
+
+func (w *watchdog) disarm() {
+	if w != nil {
+		w.t.Stop()
+	}
+}
+
+// check turns err into a timeout error when the watchdog cut the stream.
+func (w *watchdog) check(c *conn, what string, err error) error {
+	if err != nil && w != nil && w.fired.Load() {
+		return c.timeoutError(what)
+	}
+	return err
 }
 
 // close stops the plugin gracefully.

@@ -55,7 +55,7 @@ func serveInProcess(kind string, register func(*grpc.Server)) (*conn, *grpc.Clie
 		srv.Stop()
 		return nil, nil, fmt.Errorf("dial in-process %s plugin: %w", kind, err)
 	}
-	return &conn{kind: kind, name: "in-process", proc: &inProcess{srv: srv, cc: cc}}, cc, nil
+	return &conn{kind: kind, name: "in-process", proc: &inProcess{srv: srv, cc: cc}, timeout: timeoutFromEnv()}, cc, nil
 }
 
 // InProcessBackend serves the backend f opens inside this process and

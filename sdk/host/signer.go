@@ -58,9 +58,10 @@ func (s *Signer) PublicKey(ctx context.Context) (sdk.PublicKey, error) {
 	if err := s.c.check(); err != nil {
 		return sdk.PublicKey{}, err
 	}
-	m, err := s.rpc.PublicKey(ctx, &wire.Empty{})
-	if err != nil {
-		return sdk.PublicKey{}, s.c.wrap(err)
+	cctx, g := s.c.call(ctx, 0)
+	m, err := s.rpc.PublicKey(cctx, &wire.Empty{}, smallAnswer)
+	if err := g.end("public key", err); err != nil {
+		return sdk.PublicKey{}, err
 	}
 	return wire.PublicKeyFromProto(m), nil
 }
@@ -70,9 +71,10 @@ func (s *Signer) Sign(ctx context.Context, payload []byte) ([]byte, error) {
 	if err := s.c.check(); err != nil {
 		return nil, err
 	}
-	m, err := s.rpc.Sign(ctx, &wire.SignRequest{Payload: payload})
-	if err != nil {
-		return nil, s.c.wrap(err)
+	cctx, g := s.c.call(ctx, 0)
+	m, err := s.rpc.Sign(cctx, &wire.SignRequest{Payload: payload}, smallAnswer)
+	if err := g.end("sign", err); err != nil {
+		return nil, err
 	}
 	return m.GetSignature(), nil
 }

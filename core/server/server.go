@@ -57,6 +57,7 @@ type Server struct {
 	// planted in the mirror cannot lead outside it.
 	dir   *os.Root
 	small smallCache // small files of dir, in memory
+	watch *dirWatch  // changes in dir; nil when not watched
 	// snapshot is the last snapshot.json that matched the timestamp, for
 	// a streaming backend; see serveSnapshot.
 	snapshot snapshotMemory
@@ -77,7 +78,10 @@ func New(ctx context.Context, b sdk.Backend, opts Options) (*Server, error) {
 	s := &Server{backend: b, log: opts.Logger, now: opts.Clock}
 	if lf, ok := b.(sdk.LocalFiler); ok && caps.LocalFiles {
 		s.localFiles = lf
-		s.dir = mirrorDir(ctx, lf)
+		var path string
+		if s.dir, path = mirrorDir(ctx, lf); s.dir != nil {
+			s.watch = watchDir(path, &s.small)
+		}
 	}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
@@ -90,9 +94,11 @@ func New(ctx context.Context, b sdk.Backend, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Close removes the uploads still waiting for their manifests. The server
-// must not be used afterwards.
+// Close stops watching the mirror's directory and removes the uploads
+// still waiting for their manifests. The server must not be used
+// afterwards.
 func (s *Server) Close() error {
+	s.watch.close()
 	if s.api == nil {
 		return nil
 	}
@@ -182,6 +188,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if s.api != nil && isAPIPath(r.URL.Path) {
 		s.api.serve(w, r)
+		// A client told its publish is done reads it back at once: the
+		// cache must already have let go of what the publish replaced.
+		s.watch.drain()
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -266,17 +275,18 @@ func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, key string) 
 
 // mirrorDir opens the directory that holds the mirror's files when the
 // backend maps keys to same-named files under one directory, or returns nil.
-func mirrorDir(ctx context.Context, lf sdk.LocalFiler) *os.Root {
+func mirrorDir(ctx context.Context, lf sdk.LocalFiler) (*os.Root, string) {
 	const probe = "root.json"
 	p, err := lf.LocalPath(ctx, probe)
 	if err != nil || !strings.HasSuffix(p, string(os.PathSeparator)+probe) {
-		return nil
+		return nil, ""
 	}
-	dir, err := os.OpenRoot(strings.TrimSuffix(p, string(os.PathSeparator)+probe))
+	path := strings.TrimSuffix(p, string(os.PathSeparator)+probe)
+	dir, err := os.OpenRoot(path)
 	if err != nil {
-		return nil
+		return nil, ""
 	}
-	return dir
+	return dir, path
 }
 
 // openDir opens key in the mirror's directory; its info comes from the

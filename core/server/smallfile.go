@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -47,6 +48,9 @@ func idOf(fi fs.FileInfo) (fileID, bool) {
 type cachedFile struct {
 	id   fileID
 	data []byte
+	// watched says the directory watch vouches for the copy: it is served
+	// without a stat until an event for its name drops it.
+	watched bool
 	// header holds the answer's headers, made once: a plain GET of a
 	// cached file then costs no formatting at all. The slices are shared
 	// by every answer and never changed.
@@ -58,6 +62,46 @@ type smallCache struct {
 	mu    sync.RWMutex
 	files map[string]*cachedFile
 	bytes int64
+	// changes counts the directory watch's invalidations: a copy read
+	// while one happened is not marked watched, as the event may have been
+	// about the very bytes read.
+	changes uint64
+}
+
+// getWatched returns key's copy when the directory watch vouches for it.
+func (c *smallCache) getWatched(key string) *cachedFile {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if f := c.files[key]; f != nil && f.watched {
+		return f
+	}
+	return nil
+}
+
+func (c *smallCache) changeCount() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.changes
+}
+
+// invalidate drops the copy of name after a change to it.
+func (c *smallCache) invalidate(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.changes++
+	if f := c.files[name]; f != nil {
+		c.bytes -= int64(len(f.data))
+		delete(c.files, name)
+	}
+}
+
+// invalidateAll drops every copy.
+func (c *smallCache) invalidateAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.changes++
+	clear(c.files)
+	c.bytes = 0
 }
 
 func (c *smallCache) get(key string, id fileID) *cachedFile {
@@ -69,7 +113,9 @@ func (c *smallCache) get(key string, id fileID) *cachedFile {
 	return nil
 }
 
-func (c *smallCache) put(key string, id fileID, data []byte) *cachedFile {
+// put stores a copy; watched asks for it to be vouched for by the
+// directory watch, granted only when no change came in since changes0.
+func (c *smallCache) put(key string, id fileID, data []byte, watched bool, changes0 uint64) *cachedFile {
 	f := &cachedFile{id: id, data: data, header: http.Header{}}
 	rec := headerRecorder(f.header)
 	setHeaders(rec, key, sdk.ObjectInfo{Key: key, Size: int64(len(data)), ModTime: id.mtime})
@@ -78,6 +124,7 @@ func (c *smallCache) put(key string, id fileID, data []byte) *cachedFile {
 	f.header.Set("Accept-Ranges", "bytes")
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	f.watched = watched && c.changes == changes0
 	if c.files == nil {
 		c.files = map[string]*cachedFile{}
 	}
@@ -105,6 +152,12 @@ func (h headerRecorder) WriteHeader(int)           {}
 // serveDir answers for key from the mirror's directory: small files from
 // the cache (filling it on a miss), others by streaming the open file.
 func (s *Server) serveDir(w http.ResponseWriter, r *http.Request, key string) {
+	if s.watch.ok() {
+		if f := s.small.getWatched(key); f != nil {
+			s.serveCached(w, r, key, f)
+			return
+		}
+	}
 	fi, err := s.dir.Stat(key)
 	if err == nil && fi.Mode().IsRegular() && fi.Size() <= smallFileMax {
 		if id, ok := idOf(fi); ok {
@@ -114,6 +167,10 @@ func (s *Server) serveDir(w http.ResponseWriter, r *http.Request, key string) {
 			}
 		}
 	}
+	// Apply the changes queued so far before reading the disk; see
+	// dirWatch.
+	s.watch.drain()
+	changes0 := s.small.changeCount()
 	f, info, err := s.openDir(key)
 	if err != nil {
 		s.backendError(w, key, err)
@@ -137,7 +194,7 @@ func (s *Server) serveDir(w http.ResponseWriter, r *http.Request, key string) {
 			return
 		}
 		if id, ok := idOf(ofi); ok {
-			s.serveCached(w, r, key, s.small.put(key, id, data))
+			s.serveCached(w, r, key, s.small.put(key, id, data, s.watchable(key), changes0))
 			return
 		}
 		s.serveBytes(w, r, key, data, ofi.ModTime())
@@ -179,3 +236,14 @@ func (s *Server) serveBytes(w http.ResponseWriter, r *http.Request, key string, 
 // memory it would flush the headers on their own and then write the body,
 // two syscalls where one buffered write does.
 type writeOnly struct{ http.ResponseWriter }
+
+// watchable reports whether the directory watch can vouch for key: a plain
+// file directly in the watched directory. A symbolic link's target, or a
+// file in a subdirectory, can change without an event for the watch.
+func (s *Server) watchable(key string) bool {
+	if !s.watch.ok() || strings.Contains(key, "/") {
+		return false
+	}
+	fi, err := s.dir.Lstat(key)
+	return err == nil && fi.Mode().IsRegular()
+}

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -59,9 +60,7 @@ func TestSmallFileCache(t *testing.T) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
-	if r := get(nil); r.body != renamed {
-		t.Fatalf("after a rename over the file: %q, want %q", r.body, renamed)
-	}
+	eventually(t, "after a rename over the file", get, renamed)
 	get(nil) // cache the renamed file
 
 	// The same length written in place: only the modification time tells.
@@ -74,14 +73,79 @@ func TestSmallFileCache(t *testing.T) {
 	if err := os.Chtimes(path, future, future); err != nil {
 		t.Fatal(err)
 	}
-	if r := get(nil); r.body != string(inPlace) {
-		t.Fatalf("after a rewrite in place: %q, want %q", r.body, inPlace)
-	}
+	eventually(t, "after a rewrite in place", get, string(inPlace))
 
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	if r := get(nil); r.code != 404 {
-		t.Fatalf("after removal: %d, want 404", r.code)
+	deadline := time.Now().Add(2 * time.Second)
+	for get(nil).code != 404 {
+		if time.Now().After(deadline) {
+			t.Fatal("still served 2s after removal")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// eventually waits for the server to serve want: with the directory watch
+// a change reaches the cache when its event is read, an instant after the
+// write (a reader then sees the mirror as it was a moment earlier).
+func eventually(t *testing.T, what string, get func(map[string]string) response, want string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		r := get(nil)
+		if r.body == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still %q after 2s, want %q", what, r.body, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// The order a publish writes in must survive the cache: once a client has
+// seen the new timestamp.json, the snapshot.json written before it is
+// served new as well, never an old copy from memory.
+func TestSmallFileCacheKeepsWriteOrder(t *testing.T) {
+	dir := newMirrorDir(t)
+	fsb := fsbackend.New(dir)
+	t.Cleanup(func() { fsb.Close() })
+	s, err := server.New(context.Background(), fsb, server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	replace := func(name, data string) {
+		tmp := filepath.Join(dir, ".tmp-"+name)
+		if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace("snapshot.json", "snapshot 0")
+	replace("timestamp.json", "timestamp 0")
+	for i := 1; i <= 200; i++ {
+		// Both cached (watched) before the next publish.
+		for _, name := range []string{"snapshot.json", "timestamp.json"} {
+			rawGet(t, addr, "GET", "/"+name, nil)
+			rawGet(t, addr, "GET", "/"+name, nil)
+		}
+		replace("snapshot.json", fmt.Sprintf("snapshot %d", i))
+		replace("timestamp.json", fmt.Sprintf("timestamp %d", i))
+		for {
+			if ts := rawGet(t, addr, "GET", "/timestamp.json", nil).body; ts == fmt.Sprintf("timestamp %d", i) {
+				break
+			}
+		}
+		if sn := rawGet(t, addr, "GET", "/snapshot.json", nil).body; sn != fmt.Sprintf("snapshot %d", i) {
+			t.Fatalf("publish %d: timestamp %d served with %q", i, i, sn)
+		}
 	}
 }

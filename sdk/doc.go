@@ -145,29 +145,33 @@
 // sdk/sdktest runs the contract above as a conformance suite. Call it from
 // the plugin's tests three times: on the implementation in-process, through
 // the protocol in memory (sdk/host.InProcessBackend), and across a real
-// process boundary, with the test binary serving the plugin when an
-// environment variable says so:
+// process boundary, where sdk/plugintest runs the test binary itself as
+// the plugin (so the plugin side is the code under test, built with the
+// test's flags):
 //
 //	func TestMain(m *testing.M) {
-//		if os.Getenv("MYPLUGIN_SERVE") == "1" {
-//			serve.Backend(open)
-//			os.Exit(0)
-//		}
+//		plugintest.Serve(open, nil) // serves and exits when started as the plugin
 //		os.Exit(m.Run())
 //	}
 //
 //	func TestConformance(t *testing.T) {
-//		sdktest.TestBackend(t, func(t *testing.T) sdk.Backend {
-//			b, err := open(t.Context(), sdk.Config{Address: "memdir://" + t.TempDir()})
-//			if err != nil {
-//				t.Fatal(err)
-//			}
-//			return b
+//		t.Run("in-process", func(t *testing.T) {
+//			sdktest.TestBackend(t, func(t *testing.T) sdk.Backend {
+//				b, err := open(t.Context(), sdk.Config{Address: "memdir://" + t.TempDir()})
+//				if err != nil {
+//					t.Fatal(err)
+//				}
+//				return b
+//			})
+//		})
+//		t.Run("plugin process", func(t *testing.T) {
+//			sdktest.TestBackend(t, func(t *testing.T) sdk.Backend {
+//				return plugintest.Backend(t, sdk.Config{Address: "memdir://" + t.TempDir()})
+//			})
 //		})
 //	}
 //
-// For the process run, start the test binary itself with
-// sdk/host.StartBackend and the variable set; sdktest.TestSigner works the
-// same way and takes a verify function for the signer's scheme. Run the
-// suites with -race, and -short for a quicker pass over smaller objects.
+// sdktest.TestSigner and plugintest.Signer work the same way; TestSigner
+// takes a verify function for the signer's scheme. Run the suites with
+// -race, and -short for a quicker pass over smaller objects.
 package sdk

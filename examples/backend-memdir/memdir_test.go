@@ -5,30 +5,23 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mirrorkit/mirror/sdk"
 	"github.com/mirrorkit/mirror/sdk/host"
+	"github.com/mirrorkit/mirror/sdk/plugintest"
 	"github.com/mirrorkit/mirror/sdk/sdktest"
-	"github.com/mirrorkit/mirror/sdk/serve"
 )
 
-// pluginEnv makes the test binary serve the backend as a plugin, so the
-// "plugin process" conformance run crosses a real process boundary with
-// this package's code built like the test (-race included).
-const pluginEnv = "MIRROR_MEMDIR_TEST_PLUGIN"
-
+// The test binary doubles as the plugin (sdk/plugintest), so the "plugin
+// process" conformance run crosses a real process boundary with this
+// package's code built like the test (-race included).
 func TestMain(m *testing.M) {
-	if os.Getenv(pluginEnv) == "backend" {
-		serve.Backend(open)
-		os.Exit(0)
-	}
+	plugintest.Serve(open, nil)
 	os.Exit(m.Run())
 }
 
@@ -56,23 +49,8 @@ func TestConformance(t *testing.T) {
 		})
 	})
 	t.Run("plugin process", func(t *testing.T) {
-		exe, err := os.Executable()
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Closing a plugin takes go-plugin about a second; close them in
-		// the background while later subtests run.
-		var closing sync.WaitGroup
-		defer closing.Wait()
 		sdktest.TestBackend(t, func(t *testing.T) sdk.Backend {
-			cmd := exec.Command(exe)
-			cmd.Env = append(os.Environ(), pluginEnv+"=backend")
-			b, err := host.StartBackend(openContext(t), cmd, sdk.Config{Address: "memdir://" + t.TempDir()}, nil)
-			if err != nil {
-				t.Fatalf("StartBackend: %v", err)
-			}
-			t.Cleanup(func() { closing.Go(func() { b.Close() }) })
-			return b
+			return plugintest.Backend(t, sdk.Config{Address: "memdir://" + t.TempDir()})
 		})
 	})
 }

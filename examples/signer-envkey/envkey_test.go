@@ -1,33 +1,24 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/mirrorkit/mirror/core/keys"
 	"github.com/mirrorkit/mirror/sdk"
-	"github.com/mirrorkit/mirror/sdk/host"
+	"github.com/mirrorkit/mirror/sdk/plugintest"
 	"github.com/mirrorkit/mirror/sdk/sdktest"
-	"github.com/mirrorkit/mirror/sdk/serve"
 )
-
-// pluginEnv makes the test binary serve the signer as a plugin.
-const pluginEnv = "MIRROR_ENVKEY_TEST_PLUGIN"
 
 var keyDir string
 
+// The test binary doubles as the plugin (sdk/plugintest).
 func TestMain(m *testing.M) {
-	if os.Getenv(pluginEnv) == "signer" {
-		serve.Signer(open)
-		os.Exit(0)
-	}
+	plugintest.Serve(nil, open)
 	dir, err := os.MkdirTemp("", "envkey-test-")
 	if err != nil {
 		panic(err)
@@ -76,23 +67,8 @@ func TestConformance(t *testing.T) {
 		}, verify)
 	})
 	t.Run("plugin process, key from the environment", func(t *testing.T) {
-		exe, err := os.Executable()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var closing sync.WaitGroup
-		defer closing.Wait()
 		sdktest.TestSigner(t, func(t *testing.T) sdk.Signer {
-			cmd := exec.Command(exe)
-			cmd.Env = append(os.Environ(), pluginEnv+"=signer", EnvVar+"="+keyFile(t))
-			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-			defer cancel()
-			s, err := host.StartSigner(ctx, cmd, sdk.Config{Address: "envkey://"}, nil)
-			if err != nil {
-				t.Fatalf("StartSigner: %v", err)
-			}
-			t.Cleanup(func() { closing.Go(func() { s.Close() }) })
-			return s
+			return plugintest.Signer(t, sdk.Config{Address: "envkey://"}, EnvVar+"="+keyFile(t))
 		}, verify)
 	})
 }

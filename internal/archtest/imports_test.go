@@ -32,7 +32,7 @@ type pkg struct {
 // registry (internal/testregistry starts one; it is test-only).
 var (
 	pluginAllowed     = []string{"sdk", "sdk/serve", "core/manifest", "core/keys"}
-	pluginTestAllowed = []string{"sdk/sdktest", "sdk/host", "internal/testregistry"}
+	pluginTestAllowed = []string{"sdk/sdktest", "sdk/plugintest", "sdk/host", "internal/testregistry"}
 )
 
 // rel returns path relative to the module and whether it is in the module.

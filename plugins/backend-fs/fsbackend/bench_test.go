@@ -7,12 +7,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/mirrorkit/mirror/sdk"
 	"github.com/mirrorkit/mirror/sdk/host"
+	"github.com/mirrorkit/mirror/sdk/plugintest"
 )
 
 // benchSize is the object the plugin-overhead benchmarks move: large
@@ -58,18 +58,7 @@ func benchMirror(b *testing.B) (dir string, pb *host.Backend) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), pluginEnv+"=backend")
-	pb, err = host.StartBackend(context.Background(), cmd, sdk.Config{Address: dir}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { pb.Close() })
-	return dir, pb
+	return dir, plugintest.Backend(b, sdk.Config{Address: dir})
 }
 
 func wantSize(b *testing.B, n int64, err error) {

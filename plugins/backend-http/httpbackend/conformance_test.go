@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -19,20 +18,14 @@ import (
 	"github.com/mirrorkit/mirror/plugins/backend-http/httpbackend"
 	"github.com/mirrorkit/mirror/sdk"
 	"github.com/mirrorkit/mirror/sdk/host"
+	"github.com/mirrorkit/mirror/sdk/plugintest"
 	"github.com/mirrorkit/mirror/sdk/sdktest"
-	"github.com/mirrorkit/mirror/sdk/serve"
 )
 
-// pluginEnv makes the test binary serve httpbackend as a plugin instead of
-// running tests, so that the plugin side is this package's code built like
-// the test, -race included.
-const pluginEnv = "MIRROR_HTTPBACKEND_TEST_PLUGIN"
-
+// The test binary doubles as the plugin (see sdk/plugintest), so the
+// plugin side is this package's code built like the test, -race included.
 func TestMain(m *testing.M) {
-	if os.Getenv(pluginEnv) == "backend" {
-		serve.Backend(httpbackend.Open)
-		os.Exit(0)
-	}
+	plugintest.Serve(httpbackend.Open, nil)
 	os.Exit(m.Run())
 }
 
@@ -99,10 +92,6 @@ func staticServer(t *testing.T) (string, map[string]string) {
 // factories open the backend under test three ways: in-process, over the
 // protocol in memory and across the real plugin boundary.
 func factories(t *testing.T, base string) map[string]func(t *testing.T) sdk.Backend {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	return map[string]func(t *testing.T) sdk.Backend{
 		"in-process": func(t *testing.T) sdk.Backend {
 			b, err := httpbackend.Open(t.Context(), sdk.Config{Address: base})
@@ -121,14 +110,7 @@ func factories(t *testing.T, base string) map[string]func(t *testing.T) sdk.Back
 			return b
 		},
 		"plugin process": func(t *testing.T) sdk.Backend {
-			cmd := exec.Command(exe)
-			cmd.Env = append(os.Environ(), pluginEnv+"=backend")
-			b, err := host.StartBackend(openContext(t), cmd, sdk.Config{Address: base}, nil)
-			if err != nil {
-				t.Fatalf("StartBackend: %v", err)
-			}
-			t.Cleanup(func() { b.Close() })
-			return b
+			return plugintest.Backend(t, sdk.Config{Address: base})
 		},
 	}
 }

@@ -1,7 +1,6 @@
 package ocibackend_test
 
 import (
-	"sync"
 	"testing"
 
 	"github.com/mirrorkit/mirror/plugins/backend-oci/ocibackend"
@@ -37,10 +36,8 @@ func TestConformance(t *testing.T) {
 	t.Run("plugin process", func(t *testing.T) {
 		// Closing a plugin takes go-plugin about a second; they close in
 		// the background while later subtests run.
-		var closing sync.WaitGroup
-		defer closing.Wait()
 		sdktest.TestBackend(t, func(t *testing.T) sdk.Backend {
-			return pluginBackend(t, &closing, address(host, freshRepo("conf")), confOptions)
+			return pluginBackend(t, address(host, freshRepo("conf")), confOptions)
 		})
 	})
 }
@@ -57,10 +54,8 @@ func TestConformanceRealRegistry(t *testing.T) {
 		})
 	})
 	t.Run("plugin process", func(t *testing.T) {
-		var closing sync.WaitGroup
-		defer closing.Wait()
 		sdktest.TestBackend(t, func(t *testing.T) sdk.Backend {
-			return pluginBackend(t, &closing, address(reg.Host(), freshRepo("conf")), opts)
+			return pluginBackend(t, address(reg.Host(), freshRepo("conf")), opts)
 		})
 	})
 }

@@ -11,7 +11,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -23,19 +22,13 @@ import (
 	"github.com/mirrorkit/mirror/plugins/backend-oci/ocibackend"
 	"github.com/mirrorkit/mirror/sdk"
 	"github.com/mirrorkit/mirror/sdk/host"
-	"github.com/mirrorkit/mirror/sdk/serve"
+	"github.com/mirrorkit/mirror/sdk/plugintest"
 )
 
-// pluginEnv makes the test binary serve ocibackend as a plugin instead of
-// running tests, so the plugin side is this package built with the test's
-// flags (-race included).
-const pluginEnv = "MIRROR_OCIBACKEND_TEST_PLUGIN"
-
+// The test binary doubles as the plugin (see sdk/plugintest), so the
+// plugin side is this package built with the test's flags, -race included.
 func TestMain(m *testing.M) {
-	if os.Getenv(pluginEnv) == "backend" {
-		serve.Backend(ocibackend.Open)
-		os.Exit(0)
-	}
+	plugintest.Serve(ocibackend.Open, nil)
 	os.Exit(m.Run())
 }
 
@@ -101,21 +94,10 @@ func openBackend(t testing.TB, addr string, opts map[string]string) *ocibackend.
 }
 
 // pluginBackend starts the test binary as the backend plugin for addr; it
-// is closed in the background when t ends, and waited for by closing.
-func pluginBackend(t *testing.T, closing *sync.WaitGroup, addr string, opts map[string]string, env ...string) *host.Backend {
+// is closed when t ends.
+func pluginBackend(t *testing.T, addr string, opts map[string]string, env ...string) *host.Backend {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe)
-	cmd.Env = append(append(os.Environ(), pluginEnv+"=backend"), env...)
-	b, err := host.StartBackend(openContext(t), cmd, sdk.Config{Address: addr, Options: opts}, nil)
-	if err != nil {
-		t.Fatalf("StartBackend: %v", err)
-	}
-	t.Cleanup(func() { closing.Go(func() { b.Close() }) })
-	return b
+	return plugintest.Backend(t, sdk.Config{Address: addr, Options: opts}, env...)
 }
 
 // openContext bounds a plugin's start.

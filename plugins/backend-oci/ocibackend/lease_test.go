@@ -182,9 +182,7 @@ func TestLeaseExclusion(t *testing.T) {
 func TestLeaseCrashedHolder(t *testing.T) {
 	registries(t, nil, func(t *testing.T, host string) {
 		addr := address(host, freshRepo("crash"))
-		var closing sync.WaitGroup
-		defer closing.Wait()
-		holder := pluginBackend(t, &closing, addr, fastLease)
+		holder := pluginBackend(t, addr, fastLease)
 		ctx := context.Background()
 		if _, err := holder.Lock(ctx, "write"); err != nil {
 			t.Fatal(err)

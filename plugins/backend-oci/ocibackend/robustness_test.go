@@ -309,9 +309,7 @@ func TestRegistryAuth(t *testing.T) {
 				check(t, openBackend(t, addr, fastLease), true)
 			})
 			t.Run("plugin process", func(t *testing.T) {
-				var closing sync.WaitGroup
-				defer closing.Wait()
-				check(t, pluginBackend(t, &closing, addr, fastLease), false)
+				check(t, pluginBackend(t, addr, fastLease), false)
 			})
 		})
 	}

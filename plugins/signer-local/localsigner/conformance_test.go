@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -14,20 +13,14 @@ import (
 	"github.com/mirrorkit/mirror/plugins/signer-local/localsigner"
 	"github.com/mirrorkit/mirror/sdk"
 	"github.com/mirrorkit/mirror/sdk/host"
+	"github.com/mirrorkit/mirror/sdk/plugintest"
 	"github.com/mirrorkit/mirror/sdk/sdktest"
-	"github.com/mirrorkit/mirror/sdk/serve"
 )
 
-// pluginEnv makes the test binary serve localsigner as a plugin instead of
-// running tests, so the plugin side is this package's code built like the
-// test, -race included.
-const pluginEnv = "MIRROR_LOCALSIGNER_TEST_PLUGIN"
-
+// The test binary doubles as the plugin (see sdk/plugintest), so the
+// plugin side is this package's code built like the test, -race included.
 func TestMain(m *testing.M) {
-	if os.Getenv(pluginEnv) == "signer" {
-		serve.Signer(localsigner.Open)
-		os.Exit(0)
-	}
+	plugintest.Serve(nil, localsigner.Open)
 	dir, err := os.MkdirTemp("", "localsigner-conformance-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -93,24 +86,8 @@ func TestConformance(t *testing.T) {
 		}, verify)
 	})
 	t.Run("plugin process", func(t *testing.T) {
-		exe, err := os.Executable()
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Closing a plugin takes go-plugin about a second; the plugins
-		// close in the background while later subtests run, and all are
-		// gone before this test ends.
-		var closing sync.WaitGroup
-		defer closing.Wait()
 		sdktest.TestSigner(t, func(t *testing.T) sdk.Signer {
-			cmd := exec.Command(exe)
-			cmd.Env = append(os.Environ(), pluginEnv+"=signer")
-			s, err := host.StartSigner(openContext(t), cmd, sdk.Config{Address: keyFile(t)}, nil)
-			if err != nil {
-				t.Fatalf("StartSigner: %v", err)
-			}
-			t.Cleanup(func() { closing.Go(func() { s.Close() }) })
-			return s
+			return plugintest.Signer(t, sdk.Config{Address: keyFile(t)})
 		}, verify)
 	})
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,20 +22,14 @@ import (
 	"github.com/mirrorkit/mirror/plugins/signer-remote/remotesigner"
 	"github.com/mirrorkit/mirror/sdk"
 	"github.com/mirrorkit/mirror/sdk/host"
+	"github.com/mirrorkit/mirror/sdk/plugintest"
 	"github.com/mirrorkit/mirror/sdk/sdktest"
-	"github.com/mirrorkit/mirror/sdk/serve"
 )
 
-// pluginEnv makes the test binary serve remotesigner as a plugin instead of
-// running tests, so the plugin side is this package's code built like the
-// test, -race included.
-const pluginEnv = "MIRROR_REMOTESIGNER_TEST_PLUGIN"
-
+// The test binary doubles as the plugin (see sdk/plugintest), so the
+// plugin side is this package's code built like the test, -race included.
 func TestMain(m *testing.M) {
-	if os.Getenv(pluginEnv) == "signer" {
-		serve.Signer(remotesigner.Open)
-		os.Exit(0)
-	}
+	plugintest.Serve(nil, remotesigner.Open)
 	os.Exit(m.Run())
 }
 
@@ -194,21 +187,8 @@ func TestConformance(t *testing.T) {
 		}, verify)
 	})
 	t.Run("plugin process", func(t *testing.T) {
-		exe, err := os.Executable()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var closing sync.WaitGroup
-		defer closing.Wait()
 		sdktest.TestSigner(t, func(t *testing.T) sdk.Signer {
-			cmd := exec.Command(exe)
-			cmd.Env = append(os.Environ(), pluginEnv+"=signer")
-			s, err := host.StartSigner(openContext(t), cmd, sdk.Config{Address: ref}, nil)
-			if err != nil {
-				t.Fatalf("StartSigner: %v", err)
-			}
-			t.Cleanup(func() { closing.Go(func() { s.Close() }) })
-			return s
+			return plugintest.Signer(t, sdk.Config{Address: ref})
 		}, verify)
 	})
 	if n := strings.Count(w.log.String(), "role=raw"); n == 0 {

@@ -215,6 +215,13 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, opts sdk.Put
 			return sdk.ObjectInfo{}, fmt.Errorf("put %s: read source: %w", key, rerr)
 		}
 	}
+	// A source that ends cleanly after the caller gave up must not commit:
+	// the half-close would race the cancellation to the plugin, and with
+	// nothing but a Unix socket between them it can win.
+	if err := ctx.Err(); err != nil {
+		cancel()
+		return sdk.ObjectInfo{}, fmt.Errorf("put %s: %w", key, err)
+	}
 	wd.arm()
 	m, err := stream.CloseAndRecv()
 	wd.disarm()

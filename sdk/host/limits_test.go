@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/mirrorkit/mirror/sdk"
@@ -130,4 +131,37 @@ func TestHugeAnswerRefused(t *testing.T) {
 	if _, err := s.Sign(ctx, []byte("payload")); err == nil || !strings.Contains(err.Error(), "size limit") {
 		t.Fatalf("Sign answering 10 MB: %v", err)
 	}
+}
+
+// A backend whose object breaks off with io.ErrUnexpectedEOF (a body cut
+// short) must not reach the host as a clean, shorter object.
+func TestGetPassesOnUnexpectedEOF(t *testing.T) {
+	b, err := InProcessBackend(t.Context(), func(context.Context, sdk.Config) (sdk.Backend, error) {
+		return cutShort{}, nil
+	}, sdk.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	rc, _, err := b.Get(t.Context(), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err == nil {
+		t.Fatalf("read %d bytes and a clean end; want the backend's error", len(data))
+	}
+}
+
+// cutShort serves one object that breaks off after 10 bytes.
+type cutShort struct{ sdk.Backend }
+
+func (cutShort) Get(context.Context, string) (io.ReadCloser, sdk.ObjectInfo, error) {
+	return io.NopCloser(io.MultiReader(strings.NewReader("0123456789"), iotest.ErrReader(io.ErrUnexpectedEOF))),
+		sdk.ObjectInfo{Key: "x", Size: 100}, nil
+}
+
+func (cutShort) Capabilities(context.Context) (sdk.Capabilities, error) {
+	return sdk.Capabilities{}, nil
 }

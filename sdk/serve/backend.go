@@ -110,19 +110,35 @@ func (s *BackendServer) Get(req *wire.KeyRequest, stream grpc.ServerStreamingSer
 	// than any other step of the stream but the encryption.
 	buf := make([]byte, wire.ChunkSize)
 	for {
-		n, rerr := io.ReadFull(rc, buf)
+		n, rerr := fill(rc, buf)
 		if n > 0 {
 			if err := stream.Send(&wire.GetResponse{Msg: &wire.GetResponse_Chunk{Chunk: buf[:n]}}); err != nil {
 				return err
 			}
 		}
 		switch {
-		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+		case rerr == io.EOF:
 			return nil
 		case rerr != nil:
 			return wire.ToStatus(rerr)
 		}
 	}
+}
+
+// fill reads into buf until it is full or r fails. Unlike io.ReadFull it
+// passes every error on as it is: io.ReadFull reports a short last chunk
+// as io.ErrUnexpectedEOF, which would hide a backend's own
+// io.ErrUnexpectedEOF (a body cut short) as a clean end.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // Put hands the streamed chunks to the backend as an io.Reader, through a

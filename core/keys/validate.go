@@ -2,6 +2,7 @@ package keys
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/mirrorkit/mirror/core/manifest"
@@ -11,7 +12,7 @@ import (
 // declared under the ID tiup computes for it. It complements
 // manifest.Root.Validate, which checks structure without crypto.
 func ValidateRootKeyIDs(r *manifest.Root) error {
-	for _, name := range sortedNames(r.Roles) {
+	for _, name := range slices.Sorted(maps.Keys(r.Roles)) {
 		role := r.Roles[name]
 		if role == nil {
 			return fmt.Errorf("validate root role %s: null", name)
@@ -26,7 +27,7 @@ func ValidateRootKeyIDs(r *manifest.Root) error {
 // ValidateIndexKeyIDs checks that every owner key in ix parses and is
 // declared under the ID tiup computes for it.
 func ValidateIndexKeyIDs(ix *manifest.Index) error {
-	for _, name := range sortedNames(ix.Owners) {
+	for _, name := range slices.Sorted(maps.Keys(ix.Owners)) {
 		if err := checkIDs(ix.Owners[name].Keys); err != nil {
 			return fmt.Errorf("validate index owner %s: %w", name, err)
 		}
@@ -35,7 +36,7 @@ func ValidateIndexKeyIDs(ix *manifest.Index) error {
 }
 
 func checkIDs(keys map[string]*manifest.KeyInfo) error {
-	for _, declared := range sortedNames(keys) {
+	for _, declared := range slices.Sorted(maps.Keys(keys)) {
 		id, err := KeyID(keys[declared])
 		if err != nil {
 			return fmt.Errorf("key %s: %w", declared, err)
@@ -45,13 +46,4 @@ func checkIDs(keys map[string]*manifest.KeyInfo) error {
 		}
 	}
 	return nil
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/hex"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -189,7 +190,7 @@ func (s *State) UpdateSnapshot(b []byte, prev *manifest.Snapshot) error {
 	// version or disappear; a writer never removes an entry, so a missing
 	// one is an old snapshot replayed under a newer timestamp.
 	if prev != nil {
-		for _, name := range sortedNames(prev.Meta) {
+		for _, name := range slices.Sorted(maps.Keys(prev.Meta)) {
 			old := prev.Meta[name]
 			cur, ok := snap.Meta[name]
 			if !ok {
@@ -396,7 +397,7 @@ func decodeRoot(file string, b []byte) (*manifest.Root, *manifest.Envelope, erro
 	}
 	// TiUP loads extra roles and ignores them; an unknown role is refused
 	// here, since nothing legitimate writes one (python-tuf does the same).
-	for _, name := range sortedNames(root.Roles) {
+	for _, name := range slices.Sorted(maps.Keys(root.Roles)) {
 		switch name {
 		case manifest.RoleRoot, manifest.RoleIndex, manifest.RoleSnapshot, manifest.RoleTimestamp:
 		default:
@@ -445,13 +446,4 @@ func checkHashes(file string, b []byte, want map[string]string) error {
 		}
 	}
 	return nil
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
 }

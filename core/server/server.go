@@ -289,15 +289,15 @@ func mirrorDir(ctx context.Context, lf sdk.LocalFiler) (*os.Root, string) {
 	return dir, path
 }
 
-// openDir opens key in the mirror's directory; its info comes from the
-// open file itself, so the headers always describe the bytes sent.
-func (s *Server) openDir(key string) (*os.File, sdk.ObjectInfo, error) {
+// openDir opens key in the mirror's directory and stats the open file, so
+// that what describes the answer is always the bytes sent.
+func (s *Server) openDir(key string) (*os.File, fs.FileInfo, error) {
 	f, err := s.dir.Open(key)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, sdk.ObjectInfo{}, fmt.Errorf("read %s: %w", key, sdk.ErrNotFound)
+			return nil, nil, fmt.Errorf("read %s: %w", key, sdk.ErrNotFound)
 		}
-		return nil, sdk.ObjectInfo{}, err
+		return nil, nil, err
 	}
 	fi, err := f.Stat()
 	if err == nil && !fi.Mode().IsRegular() {
@@ -305,9 +305,9 @@ func (s *Server) openDir(key string) (*os.File, sdk.ObjectInfo, error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, sdk.ObjectInfo{}, err
+		return nil, nil, err
 	}
-	return f, sdk.ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+	return f, fi, nil
 }
 
 // serveFile answers with an opened local file (or the error opening it),

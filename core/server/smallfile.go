@@ -171,37 +171,32 @@ func (s *Server) serveDir(w http.ResponseWriter, r *http.Request, key string) {
 	// dirWatch.
 	s.watch.drain()
 	changes0 := s.small.changeCount()
-	f, info, err := s.openDir(key)
+	f, fi, err := s.openDir(key)
 	if err != nil {
 		s.backendError(w, key, err)
 		return
 	}
-	defer f.Close()
-	if info.Size <= smallFileMax {
-		// Read what the open file holds and key the copy by that file's
-		// own identity, so bytes and identity always agree.
-		ofi, err := f.Stat()
-		if err != nil {
-			s.backendError(w, key, err)
-			return
-		}
-		data, err := io.ReadAll(io.LimitReader(f, smallFileMax+1))
-		if err == nil && int64(len(data)) != ofi.Size() {
-			err = fmt.Errorf("read %s: the file changed while being read", key)
-		}
-		if err != nil {
-			s.backendError(w, key, err)
-			return
-		}
-		if id, ok := idOf(ofi); ok {
-			s.serveCached(w, r, key, s.small.put(key, id, data, s.watchable(key), changes0))
-			return
-		}
-		s.serveBytes(w, r, key, data, ofi.ModTime())
+	info := sdk.ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}
+	if info.Size > smallFileMax {
+		s.serveFile(w, r, key, f, info, nil)
 		return
 	}
-	setHeaders(w, key, info)
-	http.ServeContent(w, r, "", info.ModTime, f)
+	defer f.Close()
+	// Read what the open file holds and key the copy by that file's own
+	// identity, so bytes and identity always agree.
+	data, err := io.ReadAll(io.LimitReader(f, smallFileMax+1))
+	if err == nil && int64(len(data)) != info.Size {
+		err = fmt.Errorf("read %s: the file changed while being read", key)
+	}
+	if err != nil {
+		s.backendError(w, key, err)
+		return
+	}
+	if id, ok := idOf(fi); ok {
+		s.serveCached(w, r, key, s.small.put(key, id, data, s.watchable(key), changes0))
+		return
+	}
+	s.serveBytes(w, r, data, info)
 }
 
 // serveCached answers with a cached file. A plain GET or HEAD (the
@@ -211,7 +206,7 @@ func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, key string,
 	rh := r.Header
 	if rh.Get("Range") != "" || rh.Get("If-None-Match") != "" || rh.Get("If-Modified-Since") != "" ||
 		rh.Get("If-Match") != "" || rh.Get("If-Unmodified-Since") != "" {
-		s.serveBytes(w, r, key, f.data, f.id.mtime)
+		s.serveBytes(w, r, f.data, sdk.ObjectInfo{Key: key, Size: int64(len(f.data)), ModTime: f.id.mtime})
 		return
 	}
 	h := w.Header()
@@ -226,9 +221,9 @@ func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, key string,
 
 // serveBytes answers with data, with Range and conditional requests
 // handled by http.ServeContent.
-func (s *Server) serveBytes(w http.ResponseWriter, r *http.Request, key string, data []byte, mtime time.Time) {
-	setHeaders(w, key, sdk.ObjectInfo{Key: key, Size: int64(len(data)), ModTime: mtime})
-	http.ServeContent(writeOnly{w}, r, "", mtime, bytes.NewReader(data))
+func (s *Server) serveBytes(w http.ResponseWriter, r *http.Request, data []byte, info sdk.ObjectInfo) {
+	setHeaders(w, info.Key, info)
+	http.ServeContent(writeOnly{w}, r, "", info.ModTime, bytes.NewReader(data))
 }
 
 // writeOnly hides the ResponseWriter's ReadFrom (its method set is the

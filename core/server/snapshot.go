@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/mirrorkit/mirror/sdk"
 )
@@ -108,13 +106,11 @@ func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	sum := sha256.Sum256(data)
 	got := hex.EncodeToString(sum[:])
-	switch {
-	case got == want && int64(len(data)) == wantLen:
+	if got == want && int64(len(data)) == wantLen {
 		s.snapshot.set(got, data)
-	case s.snapshot.get(want) != nil:
+	} else if named := s.snapshot.get(want); named != nil {
 		// A publish is between its snapshot and its timestamp.
-		data, got = s.snapshot.get(want), want
+		data, got = named, want
 	}
-	setHeaders(w, snapshotKey, sdk.ObjectInfo{Key: snapshotKey, Size: int64(len(data)), ETag: "sha256-" + got})
-	http.ServeContent(writeOnly{w}, r, "", time.Time{}, bytes.NewReader(data))
+	s.serveBytes(w, r, data, sdk.ObjectInfo{Key: snapshotKey, Size: int64(len(data)), ETag: "sha256-" + got})
 }

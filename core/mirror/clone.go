@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -681,7 +682,6 @@ func initClone(ctx context.Context, env *Env, dst sdk.Backend, target, keyDir st
 	if empty, err := isDirEmpty(keyDir); err != nil || !empty {
 		return nil, nil, "", fmt.Errorf("clone into %s: key directory %s is not empty: %w; choose a new one", displayAddress(target), keyDir, fs.ErrExist)
 	}
-	roles := cloneRoles
 	generated, err := newKeys()
 	if err != nil {
 		return nil, nil, "", err
@@ -692,12 +692,12 @@ func initClone(ctx context.Context, env *Env, dst sdk.Backend, target, keyDir st
 	mk := memKeys{}
 	signers := map[string][]sdk.Signer{}
 	for i, k := range generated {
-		if err := writeRoleKey(keyDir, k, roles[i]); err != nil {
+		if err := writeRoleKey(keyDir, k, cloneRoles[i]); err != nil {
 			return nil, nil, "", fmt.Errorf("clone: %w", err)
 		}
-		if roles[i] != CloneOwner {
+		if cloneRoles[i] != CloneOwner {
 			mk[k.ID()] = k.Signer()
-			signers[roles[i]] = append(signers[roles[i]], k.Signer())
+			signers[cloneRoles[i]] = append(signers[cloneRoles[i]], k.Signer())
 		}
 	}
 	if err := publish.Init(ctx, dst, signers, env.Clock()); err != nil {
@@ -728,12 +728,7 @@ func resumeInitClone(ctx context.Context, env *Env, dst sdk.Backend, keyDir stri
 	defer dk.Close()
 	roles := map[string][]sdk.Signer{}
 	for _, role := range []string{manifest.RoleRoot, manifest.RoleIndex, manifest.RoleSnapshot, manifest.RoleTimestamp} {
-		ids := make([]string, 0, len(st.Root.Roles[role].Keys))
-		for id := range st.Root.Roles[role].Keys {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
-		for _, id := range ids {
+		for _, id := range slices.Sorted(maps.Keys(st.Root.Roles[role].Keys)) {
 			s, err := dk.Signer(ctx, id)
 			if err != nil {
 				return fmt.Errorf("%w; the target was started with other keys, pass its key directory with -k KEYDIR", err)
@@ -798,13 +793,8 @@ func cloneOwnerSigners(ctx context.Context, env *Env, ix *manifest.Index, keyDir
 		}
 		return []*host.Signer{s}, nil
 	}
-	ids := make([]string, 0, len(o.Keys))
-	for id := range o.Keys {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
 	var out []*host.Signer
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(o.Keys)) {
 		if uint64(len(out)) >= o.Threshold {
 			break
 		}
@@ -994,7 +984,10 @@ feed:
 // damaged copy) Put that checks size and sha256 again, so nothing that
 // fails verification is stored.
 func copyTarball(ctx context.Context, src *repo.Repo, dst sdk.Backend, item manifest.VersionItem, count func(int64)) (bool, error) {
-	key := strings.TrimPrefix(item.URL, "/")
+	key, err := repo.TarballKey(item.URL)
+	if err != nil {
+		return false, err
+	}
 	sum := item.Hashes["sha256"]
 	opts := sdk.PutOptions{Size: int64(item.Length), SizeKnown: true, SHA256: sum}
 	info, err := dst.Stat(ctx, key)
@@ -1038,26 +1031,27 @@ func copyTarball(ctx context.Context, src *repo.Repo, dst sdk.Backend, item mani
 			}
 		}
 	}
-	if err := putTarball(ctx, src.Backend(), dst, item, opts, count); err != nil {
+	if err := putTarball(ctx, src.Backend(), dst, key, item, opts, count); err != nil {
 		return false, fmt.Errorf("clone %s: %w", key, err)
 	}
 	return false, nil
 }
 
-// putTarball streams the tarball item names from src into dst with opts,
-// which carry the item's length and sha256; see openForPut for who checks
-// what. count is told the bytes as they pass.
-func putTarball(ctx context.Context, src, dst sdk.Backend, item manifest.VersionItem, opts sdk.PutOptions, count func(int64)) error {
-	rc, err := openForPut(ctx, src, item)
+// putTarball streams the tarball item names, stored under key (see
+// repo.TarballKey), from src into dst with opts, which carry the item's
+// length and sha256; see openForPut for who checks what. count is told the
+// bytes as they pass.
+func putTarball(ctx context.Context, src, dst sdk.Backend, key string, item manifest.VersionItem, opts sdk.PutOptions, count func(int64)) error {
+	rc, err := openForPut(ctx, src, key, item)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	_, err = dst.Put(ctx, strings.TrimPrefix(item.URL, "/"), &countingReader{r: rc, count: count}, opts)
+	_, err = dst.Put(ctx, key, &countingReader{r: rc, count: count}, opts)
 	return err
 }
 
-// openForPut opens the tarball item names on b, to be streamed into a Put
+// openForPut opens the tarball item names, stored under key, on b, to be streamed into a Put
 // whose options carry its signed length and sha256. Every backend checks
 // those while it stores and keeps nothing that fails them (the contract of
 // sdk.PutOptions, which the sdktest suite holds backends to), so the
@@ -1066,11 +1060,7 @@ func putTarball(ctx context.Context, src, dst sdk.Backend, item manifest.Version
 // cores, instead of sha256 twice. The stream's last Read fails, before the
 // Put can commit, when sha512 or the length is wrong. Without a signed
 // sha512 the stream is checked against every signed hash here as well.
-func openForPut(ctx context.Context, b sdk.Backend, item manifest.VersionItem) (*repo.Verifier, error) {
-	key, err := repo.TarballKey(item.URL)
-	if err != nil {
-		return nil, err
-	}
+func openForPut(ctx context.Context, b sdk.Backend, key string, item manifest.VersionItem) (*repo.Verifier, error) {
 	rc, err := repo.OpenObject(ctx, b, key)
 	if err != nil {
 		return nil, err

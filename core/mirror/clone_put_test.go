@@ -65,7 +65,7 @@ func TestPutTarball(t *testing.T) {
 			item := manifest.VersionItem{URL: "/" + key, Length: uint64(len(content)), Hashes: tt.signed}
 			opts := sdk.PutOptions{Size: int64(len(content)), SizeKnown: true, SHA256: tt.signed["sha256"], IfNoneMatch: true}
 			var counted atomic.Int64
-			err := putTarball(ctx, src, dst, item, opts, func(n int64) { counted.Add(n) })
+			err := putTarball(ctx, src, dst, key, item, opts, func(n int64) { counted.Add(n) })
 
 			var he *trust.HashError
 			switch {

@@ -185,7 +185,7 @@ func (r *Repo) update(ctx context.Context) error {
 // to continue from there instead of walking again from an older root.
 func (r *Repo) updateRoot(ctx context.Context) error {
 	steps := 0
-	_, err := followRootChain(ctx, r.backend, r.state, func(name string, data []byte) error {
+	_, err := FollowRootChain(ctx, r.backend, r.state, func(name string, data []byte) error {
 		if err := r.store.Save(name, data); err != nil {
 			return err
 		}
@@ -207,7 +207,7 @@ func (r *Repo) updateRoot(ctx context.Context) error {
 	return err
 }
 
-// errChainCap stops followRootChain at the step cap.
+// errChainCap stops FollowRootChain at the step cap.
 var errChainCap = errors.New("root chain step cap")
 
 // FollowRootChain moves st along N.root.json from its trusted version until
@@ -215,10 +215,6 @@ var errChainCap = errors.New("root chain step cap")
 // threshold (trust.State.UpdateRoot). saved, when not nil, is given each new
 // root as it is trusted. It reports whether the root changed.
 func FollowRootChain(ctx context.Context, b sdk.Backend, st *trust.State, saved func(name string, data []byte) error) (bool, error) {
-	return followRootChain(ctx, b, st, saved)
-}
-
-func followRootChain(ctx context.Context, b sdk.Backend, st *trust.State, saved func(name string, data []byte) error) (bool, error) {
 	changed := false
 	for {
 		name := manifest.VersionedName(st.Root.Version+1, "root")

@@ -11,10 +11,7 @@ import (
 	"sync"
 
 	"github.com/mirrorkit/mirror/core/keys"
-	"github.com/mirrorkit/mirror/core/manifest"
 	"github.com/mirrorkit/mirror/core/publish"
-	"github.com/mirrorkit/mirror/core/repo"
-	"github.com/mirrorkit/mirror/core/trust"
 	"github.com/mirrorkit/mirror/sdk"
 	"github.com/mirrorkit/mirror/sdk/host"
 )
@@ -253,25 +250,12 @@ func (e *Env) ownerSignersFromRefs(ctx context.Context) ([]*host.Signer, []strin
 // roleKeyIDs returns the key IDs of every role in the current mirror's
 // newest root, or nil when it cannot be read.
 func (e *Env) roleKeyIDs(ctx context.Context) map[string]bool {
-	b, err := e.openBackend(ctx, e.Address())
+	_, root, err := latestRoot(ctx, e)
 	if err != nil {
-		return nil
-	}
-	defer b.Close()
-	anchor, err := readSmall(ctx, b, "root.json", manifest.MaxRootSize)
-	if err != nil {
-		return nil
-	}
-	st, err := trust.New(anchor, e.Clock)
-	if err != nil {
-		return nil
-	}
-	st.AllowExpired = true
-	if _, err := repo.FollowRootChain(ctx, b, st, nil); err != nil {
 		return nil
 	}
 	ids := map[string]bool{}
-	for _, r := range st.Root.Roles {
+	for _, r := range root.Roles {
 		for id := range r.Keys {
 			ids[id] = true
 		}
@@ -305,20 +289,14 @@ func (e *Env) ownerSigners(ctx context.Context, refs []string) ([]*host.Signer, 
 			closeSigners(signers)
 			return nil, nil, err
 		}
-		pub, err := s.PublicKey(ctx)
+		id, err := signerKeyID(ctx, s, ref)
 		if err != nil {
 			s.Close()
 			closeSigners(signers)
-			return nil, nil, fmt.Errorf("read key %s: %w", ref, err)
-		}
-		pk, err := keys.FromSDK(pub)
-		if err != nil {
-			s.Close()
-			closeSigners(signers)
-			return nil, nil, fmt.Errorf("read key %s: %w", ref, err)
+			return nil, nil, err
 		}
 		signers = append(signers, s)
-		ids = append(ids, pk.ID())
+		ids = append(ids, id)
 	}
 	return signers, ids, nil
 }

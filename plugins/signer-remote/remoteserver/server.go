@@ -54,7 +54,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/mirrorkit/mirror/core/keys"
-	"github.com/mirrorkit/mirror/core/manifest"
 )
 
 // Paths of the protocol.
@@ -269,7 +268,8 @@ func (s *Server) publicKey(w http.ResponseWriter, r *http.Request, client string
 		return
 	}
 	s.log.Debug("public key", "client", client, "key", id[:16])
-	reply(w, http.StatusOK, PublicKeyResponse{KeyID: id, KeyType: manifest.KeyTypeRSA, Scheme: manifest.SchemeRSAPSS, PEM: k.Public().PEM()})
+	p := k.Public().SDK()
+	reply(w, http.StatusOK, PublicKeyResponse{KeyID: id, KeyType: p.KeyType, Scheme: p.Scheme, PEM: p.PEM})
 }
 
 func (s *Server) sign(w http.ResponseWriter, r *http.Request, client string) {

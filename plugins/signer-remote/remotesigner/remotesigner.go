@@ -110,13 +110,14 @@ func New(ctx context.Context, ref string, getenv func(string) string) (*Signer, 
 	if err != nil {
 		return nil, fmt.Errorf("signer %s: its public key: %w", s.host, err)
 	}
-	if pub.ID() != pk.KeyID {
-		return nil, fmt.Errorf("signer %s: it names its key %s, but the key's ID is %s", s.host, short(pk.KeyID), short(pub.ID()))
+	id := pub.ID()
+	if id != pk.KeyID {
+		return nil, fmt.Errorf("signer %s: it names its key %s, but the key's ID is %s", s.host, short(pk.KeyID), short(id))
 	}
-	if s.keyID != "" && !strings.HasPrefix(pub.ID(), s.keyID) {
-		return nil, fmt.Errorf("signer %s: asked for key %s, got key %s", s.host, s.keyID, short(pub.ID()))
+	if s.keyID != "" && !strings.HasPrefix(id, s.keyID) {
+		return nil, fmt.Errorf("signer %s: asked for key %s, got key %s", s.host, s.keyID, short(id))
 	}
-	s.pub, s.pubSDK, s.fullKey = pub, pub.SDK(), pub.ID()
+	s.pub, s.pubSDK, s.fullKey = pub, pub.SDK(), id
 	return s, nil
 }
 

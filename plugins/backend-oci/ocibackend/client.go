@@ -48,6 +48,9 @@ type client struct {
 	// mounted from; the token asks to pull from them too.
 	mountFrom []name.Repository
 	retry     *retryTransport
+	// pool is the transport at the bottom of every client this one makes;
+	// the wrappers above it (auth, retries) cannot close idle connections.
+	pool *http.Transport
 
 	mu        sync.Mutex
 	http      *http.Client
@@ -300,9 +303,5 @@ func withQuery(rawURL, key, value string) string {
 
 // closeIdle drops kept-alive connections.
 func (c *client) closeIdle() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.http != nil {
-		c.http.CloseIdleConnections()
-	}
+	c.pool.CloseIdleConnections()
 }

@@ -239,6 +239,7 @@ func open(cfg sdk.Config, mountEnv string) (*Backend, error) {
 		keychain:  authn.DefaultKeychain,
 		mountFrom: mountFrom,
 		retry:     rt,
+		pool:      base,
 	}
 	return b, nil
 }

@@ -431,7 +431,7 @@ func (b *Backend) patchChunk(ctx context.Context, loc string, offset int64, data
 		return "", fmt.Errorf("upload bytes %d-: %w", offset, err)
 	}
 	if err := b.c.expect(resp, http.StatusAccepted, http.StatusNoContent, http.StatusCreated); err != nil {
-		return "", fmt.Errorf("upload bytes %d-: %w%s", offset, err, lostUploadHint(err))
+		return "", fmt.Errorf("upload bytes %d-: %w%s", offset, err, lostUploadHint(resp.StatusCode, err))
 	}
 	resp.Body.Close()
 	return location(resp)
@@ -450,7 +450,7 @@ func (b *Backend) finishUpload(ctx context.Context, loc string, d v1.Hash, offse
 		return fmt.Errorf("commit blob %s: %w", d, err)
 	}
 	if err := b.c.expect(resp, http.StatusCreated, http.StatusNoContent, http.StatusAccepted); err != nil {
-		return fmt.Errorf("commit blob %s: %w%s", d, err, lostUploadHint(err))
+		return fmt.Errorf("commit blob %s: %w%s", d, err, lostUploadHint(resp.StatusCode, err))
 	}
 	resp.Body.Close()
 	if got := resp.Header.Get("Docker-Content-Digest"); got != "" && got != d.String() {
@@ -461,11 +461,13 @@ func (b *Backend) finishUpload(ctx context.Context, loc string, d v1.Hash, offse
 
 // lostUploadHint explains an upload session the registry no longer knows:
 // it restarted, or a retried chunk found part of itself already taken.
-func lostUploadHint(err error) string {
-	for _, code := range []string{string(transport.BlobUploadUnknownErrorCode), string(transport.BlobUploadInvalidErrorCode), "416"} {
-		if strings.Contains(err.Error(), code) {
-			return "; the registry lost the upload (did it restart?), nothing was stored: run again"
-		}
+func lostUploadHint(status int, err error) string {
+	lost := status == http.StatusRequestedRangeNotSatisfiable
+	for _, code := range []transport.ErrorCode{transport.BlobUploadUnknownErrorCode, transport.BlobUploadInvalidErrorCode} {
+		lost = lost || strings.Contains(err.Error(), string(code))
+	}
+	if lost {
+		return "; the registry lost the upload (did it restart?), nothing was stored: run again"
 	}
 	return ""
 }

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -133,8 +134,7 @@ func (b *Backend) readLease(ctx context.Context, tag string) (leaseRecord, strin
 // pollInterval is how often a waiter looks at the lease: about the settle
 // delay, jittered so waiters do not move in step.
 func (b *Backend) pollInterval() time.Duration {
-	d := max(b.leaseSettle, 50*time.Millisecond)
-	return d + time.Duration((rand.Float64()*0.4-0.2)*float64(d))
+	return jitter(max(b.leaseSettle, 50*time.Millisecond))
 }
 
 // lostMargin is how long before a waiter could take the lease over that its
@@ -318,16 +318,17 @@ func (h *heldLease) healthy() error {
 	return h.lost
 }
 
+// heldLeases returns the leases this value holds now.
+func (b *Backend) heldLeases() []*heldLease {
+	b.leaseMu.Lock()
+	defer b.leaseMu.Unlock()
+	return slices.Collect(maps.Values(b.held))
+}
+
 // leaseHealthy fails a write when a lease this value holds was lost: the
 // write could otherwise land beside another holder's.
 func (b *Backend) leaseHealthy(op, key string) error {
-	b.leaseMu.Lock()
-	held := make([]*heldLease, 0, len(b.held))
-	for _, h := range b.held {
-		held = append(held, h)
-	}
-	b.leaseMu.Unlock()
-	for _, h := range held {
+	for _, h := range b.heldLeases() {
 		if err := h.healthy(); err != nil {
 			return fmt.Errorf("%s %s: %w", op, key, err)
 		}

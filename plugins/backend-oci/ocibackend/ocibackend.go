@@ -28,6 +28,7 @@ package ocibackend
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -278,13 +279,9 @@ func (b *Backend) Capabilities(context.Context) (sdk.Capabilities, error) {
 func (b *Backend) Close() error {
 	b.leaseMu.Lock()
 	b.closed = true
-	held := make([]*heldLease, 0, len(b.held))
-	for _, h := range b.held {
-		held = append(held, h)
-	}
 	b.leaseMu.Unlock()
 	var errs []error
-	for _, h := range held {
+	for _, h := range b.heldLeases() {
 		errs = append(errs, h.unlock())
 	}
 	b.c.closeIdle()
@@ -384,7 +381,7 @@ func (b *Backend) Get(ctx context.Context, key string) (io.ReadCloser, sdk.Objec
 		}
 		return nil, sdk.ObjectInfo{}, fmt.Errorf("get %s: %w", key, err)
 	}
-	return &blobReader{body: resp.Body, key: key, want: obj.blob, size: obj.info.Size, h: newHash()}, obj.info, nil
+	return &blobReader{body: resp.Body, key: key, want: obj.blob, size: obj.info.Size, h: sha256.New()}, obj.info, nil
 }
 
 // Put stores r under key: the blob first, checked against opts, then the

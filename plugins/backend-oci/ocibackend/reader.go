@@ -1,7 +1,6 @@
 package ocibackend
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"hash"
@@ -11,8 +10,6 @@ import (
 
 	"github.com/mirrorkit/mirror/sdk"
 )
-
-func newHash() hash.Hash { return sha256.New() }
 
 // blobReader streams a blob and checks it against its descriptor: never
 // more than its size, and at the end exactly its size and digest.

@@ -171,7 +171,12 @@ func backoff(attempt int) time.Duration {
 	if d > retryMaxDelay || d <= 0 {
 		d = retryMaxDelay
 	}
-	// ±20%, so clients throttled together do not come back together.
+	// Jittered, so clients throttled together do not come back together.
+	return jitter(d)
+}
+
+// jitter moves d by up to 20% either way.
+func jitter(d time.Duration) time.Duration {
 	return d + time.Duration((rand.Float64()*0.4-0.2)*float64(d))
 }
 

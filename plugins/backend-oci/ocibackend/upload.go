@@ -102,11 +102,15 @@ func (c *checkedReader) atEOF() error {
 // drain reads the rest of the stream and verifies it: the path of a blob the
 // registry already has, whose bytes need not travel but must still be the
 // bytes the caller claimed.
-func (c *checkedReader) drain() (v1.Hash, error) {
+func (c *checkedReader) drain() (blob, error) {
 	if _, err := io.Copy(io.Discard, c); err != nil {
-		return v1.Hash{}, readError(c.key, err)
+		return blob{}, readError(c.key, err)
 	}
-	return c.verify()
+	d, err := c.verify()
+	if err != nil {
+		return blob{}, err
+	}
+	return blob{digest: d, size: c.n}, nil
 }
 
 // readError wraps an error reading a Put's source.
@@ -131,14 +135,14 @@ func (b *Backend) putBlob(ctx context.Context, key string, r io.Reader, opts sdk
 		if ok, err := b.hasBlob(ctx, b.c.url("blobs/"+d.String())); err != nil {
 			return blob{}, fmt.Errorf("put %s: %w", key, err)
 		} else if ok {
-			return b.drained(cr)
+			return cr.drain()
 		}
 		mounted, session, err := b.mount(ctx, d)
 		if err != nil {
 			return blob{}, fmt.Errorf("put %s: %w", key, err)
 		}
 		if mounted {
-			return b.drained(cr)
+			return cr.drain()
 		}
 		loc = session
 	}
@@ -154,14 +158,6 @@ func (b *Backend) putBlob(ctx context.Context, key string, r io.Reader, opts sdk
 		return blob{}, err
 	}
 	return bl, nil
-}
-
-func (b *Backend) drained(cr *checkedReader) (blob, error) {
-	d, err := cr.drain()
-	if err != nil {
-		return blob{}, err
-	}
-	return blob{digest: d, size: cr.n}, nil
 }
 
 // hasBlob reports whether the blob at url exists.

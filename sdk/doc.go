@@ -87,6 +87,19 @@
 // Capabilities.LocalFiles only if the type implements LocalFiler; sdk/serve
 // clears the flag otherwise.
 //
+// Stager is an optional fast path for a content-addressed backend (an OCI
+// registry's blobs): a writer stages a large file with Stage while it waits
+// for the writer lock, and once it holds the lock stores it with a Put
+// whose PutOptions.Staged is set, which moves no data. Stage makes nothing
+// visible and takes no lock; a Put with Staged takes the staged content by
+// its sha256 (PutOptions.SHA256, with Size) without reading r, checks every
+// other option as any Put does, and fails with ErrNotFound when it has no
+// such content, after which the writer makes an ordinary Put. Set
+// Capabilities.Stage only if the type implements Stager and honours
+// Staged; sdk/serve clears the flag otherwise, and the host sends neither
+// Stage nor Staged to a plugin without it, so plugins built before staging
+// keep working unchanged.
+//
 // Logging: stdout belongs to the protocol. Log through serve.Logger, which
 // writes to stderr in a form the host forwards to its own log (shown under
 // `mirror -v`).

@@ -60,6 +60,19 @@ type PutOptions struct {
 	// IfNoneMatch makes the Put create-only: an existing key fails with
 	// ErrExist.
 	IfNoneMatch bool
+	// Staged says the content was uploaded ahead with Stager.Stage: the
+	// backend stores the staged content whose sha256 is SHA256 (required,
+	// with SizeKnown and Size, or the Put fails with an error wrapping
+	// fs.ErrInvalid) under key without reading r, and fails with
+	// ErrNotFound, storing nothing, when it does not have that content (it
+	// was never staged, or already collected); the caller then makes an
+	// ordinary Put. Staged content of another size than Size fails with
+	// ErrIntegrity. Every other option keeps its meaning, so IfMatch and
+	// IfNoneMatch are checked as for any Put. Callers set it only for a
+	// backend that reports Capabilities.Stage; sdk/host refuses it with
+	// ErrUnsupported for any other plugin, which predates the option and
+	// would read an empty r.
+	Staged bool
 }
 
 // Capabilities say what a backend offers. They travel once, when the plugin
@@ -71,6 +84,7 @@ type Capabilities struct {
 	ConditionalPut bool // IfMatch and IfNoneMatch are honoured atomically
 	Lock           bool // Lock works (the backend can serialize writers)
 	LocalFiles     bool // the backend implements LocalFiler
+	Stage          bool // the backend implements Stager and honours PutOptions.Staged
 }
 
 // Backend stores a mirror's files. Implementations must be safe for
@@ -109,12 +123,35 @@ type LocalFiler interface {
 	PutFile(ctx context.Context, key, path string, opts PutOptions) (ObjectInfo, error)
 }
 
+// Stager is the upload-ahead of a content-addressed backend (an OCI
+// registry's blobs): a writer stages a large file's bytes while it waits
+// for the writer lock, and once it holds the lock it stores them under their
+// key with a Put whose PutOptions.Staged is set, which moves no data. Set
+// Capabilities.Stage only if the type implements Stager and its Put honours
+// Staged; sdk/serve clears the flag otherwise.
+type Stager interface {
+	// Stage stores r's bytes where a later Put with PutOptions.Staged and
+	// the same sha256 finds them, and returns their sha256 in lowercase
+	// hex. It makes nothing visible: Stat, Get and List answer as before.
+	// It takes no lock and may run while another writer holds it. Of opts
+	// only SizeKnown, Size and SHA256 apply, and they are checked as Put
+	// checks them: a mismatch fails with ErrIntegrity and keeps nothing;
+	// IfMatch, IfNoneMatch or Staged set fail with an error wrapping
+	// fs.ErrInvalid. Staged content that no Put claims is the backend's to
+	// collect (an OCI registry's garbage collection of untagged blobs), so
+	// a writer that gives up leaves nothing a reader could see.
+	Stage(ctx context.Context, r io.Reader, opts PutOptions) (sha256hex string, err error)
+}
+
 // Config is what a plugin is opened with.
 type Config struct {
 	// Address is the mirror address (a backend: path or URL) or the key
 	// reference (a signer: a key file path or URL).
 	Address string
-	// Options are free-form settings from flags or configuration.
+	// Options are settings from the command line (--backend-option
+	// KEY=VALUE, or NAME:KEY=VALUE for the plugin NAME only). A plugin
+	// refuses a key it does not know, naming it, with an error wrapping
+	// fs.ErrInvalid: a misspelt setting must not pass silently.
 	Options map[string]string
 }
 

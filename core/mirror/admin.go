@@ -376,6 +376,13 @@ func publicKeyOf(ctx context.Context, env *Env, path string) (*keys.PublicKey, e
 // update runs a write transaction on the current mirror with its role keys;
 // an http(s) mirror gets the owner-signed part through its server's API.
 func (e *Env) update(ctx context.Context, fn func(ctx context.Context, tx *publish.Txn) error) error {
+	return e.updateAhead(ctx, nil, fn)
+}
+
+// updateAhead is update for a transaction that will add the local files
+// ahead (publish's tarball): a backend that stages content, as an OCI
+// registry does, uploads them while the writer lock is being taken.
+func (e *Env) updateAhead(ctx context.Context, ahead []string, fn func(ctx context.Context, tx *publish.Txn) error) error {
 	addr := e.Address()
 	if isHTTP(addr) {
 		return e.updateRemote(ctx, addr, fn)
@@ -385,15 +392,15 @@ func (e *Env) update(ctx context.Context, fn func(ctx context.Context, tx *publi
 		return err
 	}
 	defer b.Close()
-	return e.updateOn(ctx, b, addr, fn)
+	return e.updateOn(ctx, b, addr, ahead, fn)
 }
 
-func (e *Env) updateOn(ctx context.Context, b *host.Backend, addr string, fn func(ctx context.Context, tx *publish.Txn) error) error {
+func (e *Env) updateOn(ctx context.Context, b *host.Backend, addr string, ahead []string, fn func(ctx context.Context, tx *publish.Txn) error) error {
 	if !b.Caps().Write {
 		return fmt.Errorf("write %s: %w: the backend is read-only", displayAddress(addr), sdk.ErrUnsupported)
 	}
 	ks := newDirKeys(e, e.keyDir(addr))
 	defer ks.Close()
-	w := &publish.Writer{Backend: b, Keys: ks, Clock: e.Clock}
+	w := &publish.Writer{Backend: b, Keys: ks, Clock: e.Clock, Ahead: ahead}
 	return w.Update(ctx, fn)
 }

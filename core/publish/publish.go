@@ -17,7 +17,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/mirrorkit/mirror/core/keys"
@@ -53,6 +55,14 @@ type Writer struct {
 	// BeforeCommitPoint, when set, runs just before timestamp.json is
 	// written; tests use it to stand in for a crash or a rival writer.
 	BeforeCommitPoint func(ctx context.Context) error
+	// Ahead lists local files the transaction will add with AddFile (the
+	// tarball being published). When the backend stages content (an
+	// sdk.Stager reporting Capabilities.Stage, as an OCI registry does),
+	// Update uploads them while it waits for the writer lock, and the
+	// commit stores each with a Put that moves no data. A file that could
+	// not be staged, or whose content is not what AddFile names, is
+	// uploaded by the commit as usual.
+	Ahead []string
 }
 
 // Txn is one transaction: the mirror's current state and the staged changes.
@@ -83,6 +93,10 @@ type Txn struct {
 	// newer than the timestamp (taken as the current snapshot), or a root
 	// newer than the snapshot names.
 	recovered bool
+
+	// ahead holds the files of Writer.Ahead the backend has staged, by
+	// path.
+	ahead map[string]aheadBlob
 }
 
 type stagedFile struct {
@@ -94,7 +108,12 @@ type stagedFile struct {
 
 // Update runs fn in a transaction and commits what it staged. fn may be run
 // more than once: it must derive its changes from the Txn it is given.
+// The files of w.Ahead are uploaded while the lock is being taken, where
+// the backend can stage them (see Writer.Ahead).
 func (w *Writer) Update(ctx context.Context, fn func(ctx context.Context, tx *Txn) error) error {
+	ahead := w.uploadAhead(ctx)
+	// Whatever ends the update, no upload outlives it.
+	defer ahead.stop()
 	unlock, err := w.Backend.Lock(ctx, "write")
 	if err != nil && !errors.Is(err, sdk.ErrUnsupported) {
 		return fmt.Errorf("lock mirror: %w", err)
@@ -129,11 +148,105 @@ func (w *Writer) Update(ctx context.Context, fn func(ctx context.Context, tx *Tx
 			}
 			return err
 		}
+		// The commit waits for the uploads ahead, rather than sending a
+		// file a second time beside its staging.
+		if tx.ahead, err = ahead.wait(ctx); err != nil {
+			return err
+		}
 		err = tx.commit(ctx, unlock != nil)
 		if !errors.Is(err, sdk.ErrConflict) || i+1 >= attempts {
 			return err
 		}
 	}
+}
+
+// aheadBlob is a file staged ahead of the lock: the sha256 the backend
+// computed of the bytes it read, and their number.
+type aheadBlob struct {
+	sum  string
+	size int64
+}
+
+// aheadUploads is the staging of Writer.Ahead, running beside the lock.
+type aheadUploads struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	staged map[string]aheadBlob // complete once done is closed
+}
+
+// uploadAhead starts staging w.Ahead when the backend can stage. A file
+// that fails to stage is left to the commit: the only error that counts is
+// the caller's cancellation, which wait reports.
+func (w *Writer) uploadAhead(ctx context.Context) *aheadUploads {
+	a := &aheadUploads{cancel: func() {}, done: make(chan struct{})}
+	st, ok := w.Backend.(sdk.Stager)
+	if !ok || len(w.Ahead) == 0 {
+		close(a.done)
+		return a
+	}
+	if caps, err := w.Backend.Capabilities(ctx); err != nil || !caps.Stage {
+		close(a.done)
+		return a
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	a.cancel = cancel
+	paths := slices.Clone(w.Ahead)
+	go func() {
+		defer close(a.done)
+		staged := map[string]aheadBlob{}
+		for _, path := range paths {
+			if sctx.Err() != nil {
+				break
+			}
+			if b, err := stageFile(sctx, st, path); err == nil {
+				staged[path] = b
+			}
+		}
+		a.staged = staged
+	}()
+	return a
+}
+
+// stageFile stages the regular file at path, pinned to the size it has
+// when opened.
+func stageFile(ctx context.Context, st sdk.Stager, path string) (aheadBlob, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return aheadBlob{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return aheadBlob{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return aheadBlob{}, fmt.Errorf("stage %s: not a regular file", path)
+	}
+	sum, err := st.Stage(ctx, f, sdk.PutOptions{Size: fi.Size(), SizeKnown: true})
+	if err != nil {
+		return aheadBlob{}, err
+	}
+	return aheadBlob{sum: sum, size: fi.Size()}, nil
+}
+
+// wait returns the staged files once the staging is over, or the error of
+// ctx when the caller gave up meanwhile.
+func (a *aheadUploads) wait(ctx context.Context) (map[string]aheadBlob, error) {
+	select {
+	case <-a.done:
+	case <-ctx.Done():
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("upload ahead of the writer lock: %w", err)
+	}
+	return a.staged, nil
+}
+
+// stop cancels the staging and waits for it to end, so that no file is
+// read after Update returns.
+func (a *aheadUploads) stop() {
+	a.cancel()
+	<-a.done
 }
 
 // begin reads and verifies the mirror as it is now. The writer trusts the
@@ -527,7 +640,7 @@ func readBack(ctx context.Context, b sdk.Backend, key string, body []byte) error
 func readAtMost(ctx context.Context, b sdk.Backend, key string, max int64) ([]byte, error) {
 	rc, _, err := b.Get(ctx, key)
 	if errors.Is(err, sdk.ErrNotFound) {
-		return nil, fmt.Errorf("read back %s: the backend acknowledged the write but does not have it: %w; nothing was committed, run the command again", key, sdk.ErrIntegrity)
+		return nil, lostWrite(key)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read back %s: %w", key, err)
@@ -540,13 +653,19 @@ func readAtMost(ctx context.Context, b sdk.Backend, key string, max int64) ([]by
 	return got, nil
 }
 
+// lostWrite is the error of a read-back that finds nothing under key, which
+// the backend said it stored.
+func lostWrite(key string) error {
+	return fmt.Errorf("read back %s: the backend acknowledged the write but does not have it: %w; nothing was committed, run the command again", key, sdk.ErrIntegrity)
+}
+
 // checkStored checks that a file the commit copied is there at its size;
 // its sha256 was checked by the backend as it stored it, and clients check
 // every byte again, so reading a tarball back whole would only cost time.
 func checkStored(ctx context.Context, b sdk.Backend, key string, size int64) error {
 	info, err := b.Stat(ctx, key)
 	if errors.Is(err, sdk.ErrNotFound) {
-		return fmt.Errorf("read back %s: the backend acknowledged the write but does not have it: %w; nothing was committed, run the command again", key, sdk.ErrIntegrity)
+		return lostWrite(key)
 	}
 	if err != nil {
 		return fmt.Errorf("read back %s: %w", key, err)
@@ -608,7 +727,11 @@ func putManifest(ctx context.Context, b sdk.Backend, key string, body []byte, lo
 func (tx *Txn) putFile(ctx context.Context, f stagedFile) error {
 	b := tx.w.Backend
 	opts := sdk.PutOptions{Size: f.size, SizeKnown: true, SHA256: f.sum, IfNoneMatch: true}
-	err := storeFile(ctx, b, f, opts)
+	// Staged content counts only if it is the very file AddFile names: the
+	// tarball may have changed between its staging and its hashing.
+	ahead, ok := tx.ahead[f.path]
+	staged := ok && ahead.sum == f.sum && ahead.size == f.size
+	err := storeFile(ctx, b, f, staged, opts)
 	if errors.Is(err, sdk.ErrExist) {
 		same, info, serr := sameContent(ctx, b, f)
 		if serr != nil {
@@ -625,7 +748,7 @@ func (tx *Txn) putFile(ctx context.Context, f stagedFile) error {
 			return fmt.Errorf("publish %s: the mirror already has a different file of that name; publish another version", f.key)
 		}
 		opts.IfNoneMatch, opts.IfMatch = false, info.ETag
-		err = storeFile(ctx, b, f, opts)
+		err = storeFile(ctx, b, f, staged, opts)
 	}
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", f.key, err)
@@ -654,9 +777,19 @@ func (tx *Txn) committedURL(ctx context.Context, url string) (bool, error) {
 	return false, nil
 }
 
-// storeFile hands the backend the local path when it can take it (the fs
-// fast path), and streams the file otherwise.
-func storeFile(ctx context.Context, b sdk.Backend, f stagedFile, opts sdk.PutOptions) error {
+// storeFile stores f under its key. Content staged ahead (staged) is
+// stored with a Put that moves no data, unless the backend no longer has
+// it; otherwise the backend gets the local path when it can take it (the
+// fs fast path), and the streamed file when it cannot.
+func storeFile(ctx context.Context, b sdk.Backend, f stagedFile, staged bool, opts sdk.PutOptions) error {
+	if staged {
+		sopts := opts
+		sopts.Staged = true
+		_, err := b.Put(ctx, f.key, strings.NewReader(""), sopts)
+		if !errors.Is(err, sdk.ErrNotFound) {
+			return err
+		}
+	}
 	if lf, ok := b.(sdk.LocalFiler); ok {
 		_, err := lf.PutFile(ctx, f.key, f.path, opts)
 		if !errors.Is(err, sdk.ErrUnsupported) {

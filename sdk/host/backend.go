@@ -16,9 +16,10 @@ import (
 	"github.com/mirrorkit/mirror/sdk/internal/wire"
 )
 
-// Backend is a backend plugin seen from the host. It implements sdk.Backend
-// and sdk.LocalFiler; LocalPath and PutFile fail with sdk.ErrUnsupported
-// unless Caps().LocalFiles is set. It is safe for concurrent use. Close it
+// Backend is a backend plugin seen from the host. It implements sdk.Backend,
+// sdk.LocalFiler and sdk.Stager; LocalPath and PutFile fail with
+// sdk.ErrUnsupported unless Caps().LocalFiles is set, Stage unless
+// Caps().Stage is. It is safe for concurrent use. Close it
 // when done: the plugin process lives until then.
 type Backend struct {
 	c    *conn
@@ -29,6 +30,7 @@ type Backend struct {
 var (
 	_ sdk.Backend    = (*Backend)(nil)
 	_ sdk.LocalFiler = (*Backend)(nil)
+	_ sdk.Stager     = (*Backend)(nil)
 )
 
 // StartBackend starts the backend plugin cmd, opens it with cfg and fetches
@@ -165,18 +167,88 @@ func (r *getReader) Close() error {
 }
 
 // Put streams r to the plugin in chunks of at most 1 MiB. If reading r
-// fails, the stream is cancelled, so the plugin stores nothing.
+// fails, the stream is cancelled, so the plugin stores nothing. With
+// opts.Staged it sends the header alone and never reads r; a plugin that
+// did not report Capabilities.Stage is not asked, since it would store an
+// empty object: that fails with sdk.ErrUnsupported.
 func (b *Backend) Put(ctx context.Context, key string, r io.Reader, opts sdk.PutOptions) (sdk.ObjectInfo, error) {
 	if err := b.c.check(); err != nil {
 		return sdk.ObjectInfo{}, err
 	}
+	if opts.Staged {
+		if !b.caps.Stage {
+			return sdk.ObjectInfo{}, fmt.Errorf("put %s: backend plugin %s does not stage content: %w", key, b.c.name, sdk.ErrUnsupported)
+		}
+		r = nil
+	}
+	hdr := &wire.PutHeader{Key: key, Options: wire.PutOptionsToProto(opts)}
+	m, err := sendPut(ctx, b.c, "put "+key, b.rpc.Put, hdr, r)
+	if err != nil {
+		return sdk.ObjectInfo{}, err
+	}
+	return wire.InfoFromProto(m), nil
+}
+
+// Stage streams r to the plugin as Put does, to be stored by a later Put
+// with sdk.PutOptions.Staged; see sdk.Stager. It fails with
+// sdk.ErrUnsupported unless Caps().Stage is set. The plugin's answer is
+// checked: a sha256 that is not 64 lowercase hex digits, or not the one
+// opts asked for, is an error.
+func (b *Backend) Stage(ctx context.Context, r io.Reader, opts sdk.PutOptions) (string, error) {
+	if err := b.c.check(); err != nil {
+		return "", err
+	}
+	if !b.caps.Stage {
+		return "", fmt.Errorf("stage: backend plugin %s does not stage content: %w", b.c.name, sdk.ErrUnsupported)
+	}
+	hdr := &wire.PutHeader{Options: wire.PutOptionsToProto(opts)}
+	m, err := sendPut(ctx, b.c, "stage", b.rpc.Stage, hdr, r)
+	if err != nil {
+		return "", err
+	}
+	sum := m.GetSha256()
+	if !isSHA256Hex(sum) || opts.SHA256 != "" && sum != opts.SHA256 {
+		return "", fmt.Errorf("stage: backend plugin %s answered sha256 %.80q, want 64 lowercase hex digits%s", b.c.name, sum, wantedSum(opts.SHA256))
+	}
+	return sum, nil
+}
+
+// wantedSum completes Stage's message about a bad answer.
+func wantedSum(want string) string {
+	if want == "" {
+		return ""
+	}
+	return " equal to " + want
+}
+
+// isSHA256Hex reports whether s is a sha256 in lowercase hex.
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// sendPut runs one Put-shaped call (Put or Stage): the header, then r in
+// chunks of at most 1 MiB (nothing when r is nil), then the plugin's
+// answer, every wait on the plugin under the watchdog. If reading r fails,
+// or ctx is done before the end, the stream is cancelled, so the plugin
+// stores nothing.
+func sendPut[Resp any](ctx context.Context, c *conn, what string,
+	open func(context.Context, ...grpc.CallOption) (grpc.ClientStreamingClient[wire.PutRequest, Resp], error),
+	hdr *wire.PutHeader, r io.Reader) (*Resp, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wd := b.c.watch(cancel)
+	wd := c.watch(cancel)
 	defer wd.disarm()
-	stream, err := b.rpc.Put(sctx, smallAnswer)
+	stream, err := open(sctx, smallAnswer)
 	if err != nil {
-		return sdk.ObjectInfo{}, b.c.wrap(err)
+		return nil, c.wrap(err)
 	}
 	// send reports the plugin's verdict when it ended the call early: Send
 	// then only says io.EOF and the status comes from CloseAndRecv.
@@ -186,33 +258,35 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, opts sdk.Put
 		if err == io.EOF {
 			_, err = stream.CloseAndRecv()
 			if err == nil {
-				err = fmt.Errorf("put %s: backend plugin ended the upload early", key)
+				err = fmt.Errorf("%s: backend plugin ended the upload early", what)
 			}
 		}
 		wd.disarm()
-		return wd.check(b.c, "put "+key, b.c.wrap(err))
+		return wd.check(c, what, c.wrap(err))
 	}
-	hdr := &wire.PutHeader{Key: key, Options: wire.PutOptionsToProto(opts)}
 	if err := send(&wire.PutRequest{Msg: &wire.PutRequest_Header{Header: hdr}}); err != nil {
-		return sdk.ObjectInfo{}, err
+		return nil, err
 	}
-	// One buffer for every chunk: Send marshals the message into gRPC's own
-	// buffer before it returns, and the host installs no stats handler
-	// that could keep the message, so the next read may overwrite it.
-	buf := make([]byte, wire.ChunkSize)
-	for {
-		n, rerr := io.ReadFull(r, buf)
-		if n > 0 {
-			if err := send(&wire.PutRequest{Msg: &wire.PutRequest_Chunk{Chunk: buf[:n]}}); err != nil {
-				return sdk.ObjectInfo{}, err
+	if r != nil {
+		// One buffer for every chunk: Send marshals the message into gRPC's
+		// own buffer before it returns, and the host installs no stats
+		// handler that could keep the message, so the next read may
+		// overwrite it.
+		buf := make([]byte, wire.ChunkSize)
+		for {
+			n, rerr := io.ReadFull(r, buf)
+			if n > 0 {
+				if err := send(&wire.PutRequest{Msg: &wire.PutRequest_Chunk{Chunk: buf[:n]}}); err != nil {
+					return nil, err
+				}
 			}
-		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			break
-		}
-		if rerr != nil {
-			cancel()
-			return sdk.ObjectInfo{}, fmt.Errorf("put %s: read source: %w", key, rerr)
+			if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+				break
+			}
+			if rerr != nil {
+				cancel()
+				return nil, fmt.Errorf("%s: read source: %w", what, rerr)
+			}
 		}
 	}
 	// A source that ends cleanly after the caller gave up must not commit:
@@ -220,15 +294,15 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, opts sdk.Put
 	// nothing but a Unix socket between them it can win.
 	if err := ctx.Err(); err != nil {
 		cancel()
-		return sdk.ObjectInfo{}, fmt.Errorf("put %s: %w", key, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	wd.arm()
 	m, err := stream.CloseAndRecv()
 	wd.disarm()
 	if err != nil {
-		return sdk.ObjectInfo{}, wd.check(b.c, "put "+key, b.c.wrap(err))
+		return nil, wd.check(c, what, c.wrap(err))
 	}
-	return wire.InfoFromProto(m), nil
+	return m, nil
 }
 
 // List calls fn for every object under prefix as the plugin streams them;

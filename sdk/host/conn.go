@@ -1,8 +1,8 @@
 // Package host starts mirror plugins and hands back clients that implement
-// the sdk interfaces over go-plugin's gRPC protocol: Backend (sdk.Backend and
-// sdk.LocalFiler) and Signer (sdk.Signer). Errors keep the plugin's message
-// and wrap the sdk sentinel they stand for, so errors.Is works as it would
-// in-process.
+// the sdk interfaces over go-plugin's gRPC protocol: Backend (sdk.Backend,
+// sdk.LocalFiler and sdk.Stager) and Signer (sdk.Signer). Errors keep the
+// plugin's message and wrap the sdk sentinel they stand for, so errors.Is
+// works as it would in-process.
 package host
 
 import (
@@ -207,9 +207,11 @@ func (c *conn) wrap(err error) error {
 		// maxChunkAnswer): the plugin sent more than the call can hold.
 		return fmt.Errorf("%s plugin %s: the answer is over the size limit: %s", c.kind, c.name, s.Message())
 	}
-	// Plugins only ever send the codes of the error table and Unknown; any
-	// other code came from the transport, which means the connection broke.
-	if s.Code() != codes.Unknown && wire.SentinelFor(s.Code()) == nil {
+	// The transport's own failures arrive as Unavailable or Internal: the
+	// connection broke. Any other code is the plugin's: one of the error
+	// table, Unknown, or one a newer sdk added to the table, which this
+	// host takes as a plain error rather than as a dead plugin.
+	if s.Code() == codes.Unavailable || s.Code() == codes.Internal {
 		if c.waitExited() {
 			return fmt.Errorf("%s %w: %s", c.kind, ErrExited, s.Message())
 		}

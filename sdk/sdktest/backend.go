@@ -54,8 +54,9 @@ const (
 // to 64 MiB (8 MiB under testing.Short), cancels Puts and Gets mid-stream,
 // runs concurrent Puts and concurrent compare-and-swaps, checks Lock's
 // exclusion and, when Capabilities.LocalFiles is set, the sdk.LocalFiler
-// methods. A backend without Capabilities.Write gets only the read-side
-// checks.
+// methods, and when Capabilities.Stage is set, sdk.Stager and
+// PutOptions.Staged. A backend without Capabilities.Write gets only the
+// read-side checks.
 func TestBackend(t *testing.T, factory func(t *testing.T) sdk.Backend) {
 	t.Helper()
 	tests := []struct {
@@ -79,6 +80,7 @@ func TestBackend(t *testing.T, factory func(t *testing.T) sdk.Backend) {
 		{"ConcurrentPuts", true, testConcurrentPuts},
 		{"ConcurrentIfMatch", true, testConcurrentIfMatch},
 		{"LocalFiler", true, testLocalFiler},
+		{"Stage", true, testStage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,6 +121,9 @@ func testCapabilities(t *testing.T, b sdk.Backend, caps sdk.Capabilities) {
 	}
 	if _, ok := b.(sdk.LocalFiler); caps.LocalFiles && !ok {
 		t.Errorf("Capabilities.LocalFiles is set but %T does not implement sdk.LocalFiler", b)
+	}
+	if _, ok := b.(sdk.Stager); caps.Stage && !ok {
+		t.Errorf("Capabilities.Stage is set but %T does not implement sdk.Stager", b)
 	}
 }
 
@@ -939,4 +944,142 @@ func testLocalFiler(t *testing.T, b sdk.Backend, caps sdk.Capabilities) {
 		}
 		wantContent(t, b, "local/put.json", data, "")
 	}
+}
+
+// testStage checks sdk.Stager and PutOptions.Staged: staged content is
+// invisible until a Staged Put stores it under a key, a Staged Put of
+// content never staged stores nothing and says sdk.ErrNotFound (the
+// caller's cue to Put the bytes), and Stage checks its options as Put does.
+func testStage(t *testing.T, b sdk.Backend, caps sdk.Capabilities) {
+	ctx := testContext(t)
+	st, ok := b.(sdk.Stager)
+	if !caps.Stage {
+		if !ok {
+			t.Skip("Capabilities.Stage is off")
+		}
+		// A client that always has the method (as a plugin client does)
+		// must refuse it when the backend disclaims it.
+		if sum, err := st.Stage(ctx, strings.NewReader("x"), sdk.PutOptions{}); !errors.Is(err, sdk.ErrUnsupported) {
+			t.Errorf("Stage without Capabilities.Stage = %q, %v; want an error wrapping sdk.ErrUnsupported", sum, err)
+		}
+		return
+	}
+	if !ok {
+		t.Fatalf("Capabilities.Stage is set but %T does not implement sdk.Stager", b)
+	}
+	// Past two protocol chunks, so the stream is really streamed.
+	const size = 2<<20 + 5
+	want, _, _ := digest(content(7, size))
+	sum, err := st.Stage(ctx, content(7, size), sdk.PutOptions{Size: size, SizeKnown: true, SHA256: want})
+	if err != nil {
+		t.Fatalf("Stage(%d bytes) with their size and sha256: %v", size, err)
+	}
+	if sum != want {
+		t.Fatalf("Stage returned sha256 %q, want %s", sum, want)
+	}
+	small := []byte("staged without options")
+	if sum, err := st.Stage(ctx, bytes.NewReader(small), sdk.PutOptions{}); err != nil || sum != sha(small) {
+		t.Fatalf("Stage(%q) without options = %q, %v; want %s", small, sum, err, sha(small))
+	}
+
+	// Nothing staged is visible under any key.
+	wantMissing(t, b, "staged/big.tar.gz")
+	if caps.List {
+		if keys := listKeys(t, b, ""); len(keys) != 0 {
+			t.Errorf("List after Stage = %q, want nothing: staged content must stay invisible", keys)
+		}
+	}
+	if rc, _, err := b.Get(ctx, "staged/big.tar.gz"); !errors.Is(err, sdk.ErrNotFound) {
+		if rc != nil {
+			rc.Close()
+		}
+		t.Errorf("Get of a key only staged: %v; want an error wrapping sdk.ErrNotFound", err)
+	}
+
+	staged := sdk.PutOptions{Staged: true, Size: size, SizeKnown: true, SHA256: want, IfNoneMatch: true}
+	// The reader must not be read: it fails if it is.
+	info, err := b.Put(ctx, "staged/big.tar.gz", unreadableSource{}, staged)
+	if err != nil {
+		t.Fatalf("Put with Staged of staged content: %v", err)
+	}
+	if info.Key != "staged/big.tar.gz" || info.Size != size {
+		t.Errorf("Put with Staged info = %+v, want key staged/big.tar.gz and size %d", info, size)
+	}
+	rc, got, err := b.Get(ctx, "staged/big.tar.gz")
+	if err != nil {
+		t.Fatalf("Get after a Staged Put: %v", err)
+	}
+	sumGot, n, err := digest(rc)
+	rc.Close()
+	if err != nil || n != size || sumGot != want || got.Size != size {
+		t.Errorf("Get after a Staged Put read %d bytes with sha256 %s (info %+v, %v), want %d with %s", n, sumGot, got, err, size, want)
+	}
+	// The other options keep their meaning.
+	if _, err := b.Put(ctx, "staged/big.tar.gz", unreadableSource{}, staged); !errors.Is(err, sdk.ErrExist) {
+		t.Errorf("create-only Put with Staged over an existing key: %v; want an error wrapping sdk.ErrExist", err)
+	}
+	// Staged content may be stored under more than one key.
+	smallOpts := sdk.PutOptions{Staged: true, Size: int64(len(small)), SizeKnown: true, SHA256: sha(small)}
+	if info, err := b.Put(ctx, "staged/small.json", unreadableSource{}, smallOpts); err != nil {
+		t.Errorf("Put with Staged of content staged without options: %v", err)
+	} else {
+		wantContent(t, b, "staged/small.json", small, info.ETag)
+	}
+
+	t.Run("not staged", func(t *testing.T) {
+		ctx := testContext(t)
+		never := []byte("never staged")
+		opts := sdk.PutOptions{Staged: true, Size: int64(len(never)), SizeKnown: true, SHA256: sha(never)}
+		if info, err := b.Put(ctx, "staged/never", bytes.NewReader(never), opts); !errors.Is(err, sdk.ErrNotFound) {
+			t.Errorf("Put with Staged of content never staged = %+v, %v; want an error wrapping sdk.ErrNotFound", info, err)
+		}
+		wantMissing(t, b, "staged/never")
+		opts = sdk.PutOptions{Staged: true, Size: size + 1, SizeKnown: true, SHA256: want}
+		if info, err := b.Put(ctx, "staged/wrong-size", unreadableSource{}, opts); !errors.Is(err, sdk.ErrIntegrity) {
+			t.Errorf("Put with Staged and a size other than the staged content's = %+v, %v; want an error wrapping sdk.ErrIntegrity", info, err)
+		}
+		wantMissing(t, b, "staged/wrong-size")
+		opts = sdk.PutOptions{Staged: true}
+		if info, err := b.Put(ctx, "staged/no-sha", unreadableSource{}, opts); !errors.Is(err, fs.ErrInvalid) {
+			t.Errorf("Put with Staged and no SHA256 = %+v, %v; want an error wrapping fs.ErrInvalid", info, err)
+		}
+		wantMissing(t, b, "staged/no-sha")
+	})
+
+	t.Run("integrity", func(t *testing.T) {
+		hello := []byte("hello, staged")
+		tests := []struct {
+			name string
+			opts sdk.PutOptions
+		}{
+			{"short of the size", sdk.PutOptions{Size: int64(len(hello)) + 1, SizeKnown: true}},
+			{"past the size", sdk.PutOptions{Size: int64(len(hello)) - 1, SizeKnown: true}},
+			{"wrong sha256", sdk.PutOptions{SHA256: sha([]byte("hello, STAGED"))}},
+		}
+		for _, tt := range tests {
+			ctx := testContext(t)
+			if sum, err := st.Stage(ctx, bytes.NewReader(hello), tt.opts); !errors.Is(err, sdk.ErrIntegrity) {
+				t.Errorf("Stage with %s = %q, %v; want an error wrapping sdk.ErrIntegrity", tt.name, sum, err)
+			}
+			// Nothing was kept: a Staged Put of those bytes finds none.
+			opts := sdk.PutOptions{Staged: true, Size: int64(len(hello)), SizeKnown: true, SHA256: sha(hello)}
+			if info, err := b.Put(ctx, "staged/refused", unreadableSource{}, opts); !errors.Is(err, sdk.ErrNotFound) {
+				t.Errorf("Put with Staged after a Stage with %s failed = %+v, %v; want an error wrapping sdk.ErrNotFound: the refused content was kept", tt.name, info, err)
+			}
+			wantMissing(t, b, "staged/refused")
+		}
+		for _, opts := range []sdk.PutOptions{{IfMatch: "x"}, {IfNoneMatch: true}, {Staged: true}} {
+			if sum, err := st.Stage(ctx, bytes.NewReader(hello), opts); !errors.Is(err, fs.ErrInvalid) {
+				t.Errorf("Stage with %+v = %q, %v; want an error wrapping fs.ErrInvalid", opts, sum, err)
+			}
+		}
+	})
+}
+
+// unreadableSource fails every read: the source of a Put that must not
+// read it.
+type unreadableSource struct{}
+
+func (unreadableSource) Read([]byte) (int, error) {
+	return 0, errors.New("a Put with Staged read its source")
 }

@@ -20,12 +20,14 @@ import (
 // TestBackend and is meant as a fixture for tests of code that drives a
 // backend, and as a reference for plugin authors; objects are held whole,
 // so it is no place for large mirrors. It offers everything but local
-// files. The zero value is not usable; call NewMemBackend.
+// files, staging included (sdk.Stager). The zero value is not usable; call
+// NewMemBackend.
 type MemBackend struct {
-	mu    sync.Mutex
-	objs  map[string]memObject
-	gen   uint64                   // counts writes, making every ETag new
-	locks map[string]chan struct{} // one token per lock name
+	mu     sync.Mutex
+	objs   map[string]memObject
+	staged map[string][]byte        // staged content by sha256, never collected
+	gen    uint64                   // counts writes, making every ETag new
+	locks  map[string]chan struct{} // one token per lock name
 }
 
 type memObject struct {
@@ -33,16 +35,19 @@ type memObject struct {
 	etag string
 }
 
-var _ sdk.Backend = (*MemBackend)(nil)
+var (
+	_ sdk.Backend = (*MemBackend)(nil)
+	_ sdk.Stager  = (*MemBackend)(nil)
+)
 
 // NewMemBackend returns an empty MemBackend.
 func NewMemBackend() *MemBackend {
-	return &MemBackend{objs: map[string]memObject{}, locks: map[string]chan struct{}{}}
+	return &MemBackend{objs: map[string]memObject{}, staged: map[string][]byte{}, locks: map[string]chan struct{}{}}
 }
 
 // Capabilities reports everything except LocalFiles.
 func (m *MemBackend) Capabilities(context.Context) (sdk.Capabilities, error) {
-	return sdk.Capabilities{Write: true, List: true, Delete: true, ConditionalPut: true, Lock: true}, nil
+	return sdk.Capabilities{Write: true, List: true, Delete: true, ConditionalPut: true, Lock: true, Stage: true}, nil
 }
 
 // checkKey refuses keys that are not fs.ValidPath file paths.
@@ -96,7 +101,8 @@ func (m *MemBackend) Get(ctx context.Context, key string) (io.ReadCloser, sdk.Ob
 }
 
 // Put reads r whole, checks opts and then stores the object under the lock,
-// so readers see the old object or the new one.
+// so readers see the old object or the new one. With opts.Staged it takes
+// the content Stage kept under opts.SHA256 instead of reading r.
 func (m *MemBackend) Put(ctx context.Context, key string, r io.Reader, opts sdk.PutOptions) (sdk.ObjectInfo, error) {
 	if err := checkKey("put", key); err != nil {
 		return sdk.ObjectInfo{}, err
@@ -104,27 +110,15 @@ func (m *MemBackend) Put(ctx context.Context, key string, r io.Reader, opts sdk.
 	if opts.IfMatch != "" && opts.IfNoneMatch {
 		return sdk.ObjectInfo{}, fmt.Errorf("put %s: IfMatch and IfNoneMatch together: %w", key, fs.ErrInvalid)
 	}
-	var src io.Reader = &ctxReader{ctx: ctx, r: r}
-	if opts.SizeKnown {
-		// One byte past the expected size proves the stream too long.
-		src = io.LimitReader(src, opts.Size+1)
+	var data []byte
+	var err error
+	if opts.Staged {
+		data, err = m.stagedContent(ctx, key, opts)
+	} else {
+		data, err = readChecked(ctx, "put "+key, r, opts)
 	}
-	data, err := io.ReadAll(src)
 	if err != nil {
-		return sdk.ObjectInfo{}, fmt.Errorf("put %s: %w", key, err)
-	}
-	// A source that ends cleanly after a cancel still must not commit.
-	if err := ctx.Err(); err != nil {
-		return sdk.ObjectInfo{}, fmt.Errorf("put %s: %w", key, err)
-	}
-	if opts.SizeKnown && int64(len(data)) != opts.Size {
-		return sdk.ObjectInfo{}, fmt.Errorf("put %s: got %d bytes or more, want %d: %w", key, len(data), opts.Size, sdk.ErrIntegrity)
-	}
-	if opts.SHA256 != "" {
-		sum := sha256.Sum256(data)
-		if got := hex.EncodeToString(sum[:]); got != opts.SHA256 {
-			return sdk.ObjectInfo{}, fmt.Errorf("put %s: sha256 %s, want %s: %w", key, got, opts.SHA256, sdk.ErrIntegrity)
-		}
+		return sdk.ObjectInfo{}, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -141,6 +135,76 @@ func (m *MemBackend) Put(ctx context.Context, key string, r io.Reader, opts sdk.
 	o := memObject{data: data, etag: strconv.FormatUint(m.gen, 10)}
 	m.objs[key] = o
 	return o.info(key), nil
+}
+
+// readChecked reads r whole, as opts allow, and checks it against them.
+// op names the call in errors.
+func readChecked(ctx context.Context, op string, r io.Reader, opts sdk.PutOptions) ([]byte, error) {
+	var src io.Reader = &ctxReader{ctx: ctx, r: r}
+	if opts.SizeKnown {
+		// One byte past the expected size proves the stream too long.
+		src = io.LimitReader(src, opts.Size+1)
+	}
+	data, err := io.ReadAll(src)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	// A source that ends cleanly after a cancel still must not commit.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if opts.SizeKnown && int64(len(data)) != opts.Size {
+		return nil, fmt.Errorf("%s: got %d bytes or more, want %d: %w", op, len(data), opts.Size, sdk.ErrIntegrity)
+	}
+	if opts.SHA256 != "" {
+		if got := shaHex(data); got != opts.SHA256 {
+			return nil, fmt.Errorf("%s: sha256 %s, want %s: %w", op, got, opts.SHA256, sdk.ErrIntegrity)
+		}
+	}
+	return data, nil
+}
+
+func shaHex(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// stagedContent is what a Put with opts.Staged stores: the content staged
+// under opts.SHA256, of opts.Size bytes.
+func (m *MemBackend) stagedContent(ctx context.Context, key string, opts sdk.PutOptions) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("put %s: %w", key, err)
+	}
+	if opts.SHA256 == "" || !opts.SizeKnown {
+		return nil, fmt.Errorf("put %s: a staged put needs SHA256 and Size: %w", key, fs.ErrInvalid)
+	}
+	m.mu.Lock()
+	data, ok := m.staged[opts.SHA256]
+	m.mu.Unlock()
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("put %s: no content staged with sha256 %s: %w", key, opts.SHA256, sdk.ErrNotFound)
+	case int64(len(data)) != opts.Size:
+		return nil, fmt.Errorf("put %s: the content staged with sha256 %s has %d bytes, want %d: %w", key, opts.SHA256, len(data), opts.Size, sdk.ErrIntegrity)
+	}
+	return data, nil
+}
+
+// Stage reads r whole, checks it against opts and keeps it by its sha256
+// for a Put with PutOptions.Staged; nothing becomes visible.
+func (m *MemBackend) Stage(ctx context.Context, r io.Reader, opts sdk.PutOptions) (string, error) {
+	if opts.IfMatch != "" || opts.IfNoneMatch || opts.Staged {
+		return "", fmt.Errorf("stage: IfMatch, IfNoneMatch and Staged do not apply: %w", fs.ErrInvalid)
+	}
+	data, err := readChecked(ctx, "stage", r, opts)
+	if err != nil {
+		return "", err
+	}
+	sum := shaHex(data)
+	m.mu.Lock()
+	m.staged[sum] = data
+	m.mu.Unlock()
+	return sum, nil
 }
 
 // List calls fn, in key order, for a snapshot of the objects under prefix

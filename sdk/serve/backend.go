@@ -3,6 +3,7 @@ package serve
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 
@@ -70,6 +71,10 @@ func (s *BackendServer) Capabilities(ctx context.Context, _ *wire.Empty) (*wire.
 	// which only hold if the type really implements LocalFiler.
 	if _, ok := b.(sdk.LocalFiler); !ok {
 		c.LocalFiles = false
+	}
+	// Likewise Stage promises the Stage call and PutOptions.Staged.
+	if _, ok := b.(sdk.Stager); !ok {
+		c.Stage = false
 	}
 	return wire.CapsToProto(c), nil
 }
@@ -148,13 +153,63 @@ func (s *BackendServer) Put(stream grpc.ClientStreamingServer[wire.PutRequest, w
 	if err != nil {
 		return err
 	}
-	first, err := stream.Recv()
+	hdr, body, finish, err := receivePut(stream)
 	if err != nil {
 		return err
 	}
-	hdr := first.GetHeader()
+	opts := wire.PutOptionsFromProto(hdr.GetOptions())
+	var info sdk.ObjectInfo
+	if _, ok := b.(sdk.Stager); opts.Staged && !ok {
+		// A backend written before Staged would store the empty body.
+		err = fmt.Errorf("put %s: the backend does not stage content: %w", hdr.GetKey(), sdk.ErrUnsupported)
+	} else {
+		info, err = b.Put(stream.Context(), hdr.GetKey(), body, opts)
+	}
+	finish()
+	if err != nil {
+		return wire.ToStatus(err)
+	}
+	return stream.SendAndClose(wire.InfoToProto(info))
+}
+
+// Stage hands the streamed chunks to the backend's Stager as Put does; the
+// header carries the options and no key.
+func (s *BackendServer) Stage(stream grpc.ClientStreamingServer[wire.PutRequest, wire.StageResponse]) error {
+	b, err := s.backend()
+	if err != nil {
+		return err
+	}
+	st, ok := b.(sdk.Stager)
+	if !ok {
+		return wire.ToStatus(fmt.Errorf("stage: the backend does not stage content: %w", sdk.ErrUnsupported))
+	}
+	hdr, body, finish, err := receivePut(stream)
+	if err != nil {
+		return err
+	}
+	sum, err := st.Stage(stream.Context(), body, wire.PutOptionsFromProto(hdr.GetOptions()))
+	finish()
+	if err != nil {
+		return wire.ToStatus(err)
+	}
+	return stream.SendAndClose(&wire.StageResponse{Sha256: sum})
+}
+
+// receivePut reads the header of a Put or Stage stream and returns the
+// rest as a reader fed from a goroutine. finish must be called once the
+// backend is done with body, before the handler returns: it unblocks the
+// receiver if the backend stopped reading early and waits for it, since
+// Recv must not run after the handler returns.
+func receivePut(stream interface {
+	Recv() (*wire.PutRequest, error)
+}) (hdr *wire.PutHeader, body io.Reader, finish func(), err error) {
+	first, err := stream.Recv()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	hdr = first.GetHeader()
 	if hdr == nil {
-		return wire.ToStatus(errors.New("put: first message carries no header"))
+		return nil, nil, nil, wire.ToStatus(errors.New("put: first message carries no header"))
 	}
 	pr, pw := io.Pipe()
 	done := make(chan struct{})
@@ -177,15 +232,11 @@ func (s *BackendServer) Put(stream grpc.ClientStreamingServer[wire.PutRequest, w
 			}
 		}
 	}()
-	info, err := b.Put(stream.Context(), hdr.GetKey(), pr, wire.PutOptionsFromProto(hdr.GetOptions()))
-	// Unblock the receiver if the backend stopped reading early, then wait
-	// for it: Recv must not run after this handler returns.
-	pr.CloseWithError(errPutFinished)
-	<-done
-	if err != nil {
-		return wire.ToStatus(err)
+	finish = func() {
+		pr.CloseWithError(errPutFinished)
+		<-done
 	}
-	return stream.SendAndClose(wire.InfoToProto(info))
+	return hdr, pr, finish, nil
 }
 
 var errPutFinished = errors.New("put: backend stopped reading")

@@ -14,6 +14,10 @@
 //     key's tag: readers see the old file or the new one. A blob the
 //     repository already has, or can mount from another repository, is not
 //     uploaded again.
+//   - Stage (sdk.Stager) is the upload of a Put without the manifest and
+//     the tag, so it needs no lease: a writer stages its tarball while the
+//     lease settles, and a Put with PutOptions.Staged then tags the blob,
+//     through the same code as any Put, without sending it again.
 //   - The ETag is the manifest digest.
 //   - Registries have no compare-and-swap on tags. IfMatch and IfNoneMatch
 //     are checked just before the tag moves, serialized per key inside the
@@ -47,6 +51,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/hashicorp/go-hclog"
@@ -104,6 +109,7 @@ type Backend struct {
 
 var (
 	_ sdk.Backend = (*Backend)(nil)
+	_ sdk.Stager  = (*Backend)(nil)
 	_ io.Closer   = (*Backend)(nil)
 )
 
@@ -158,6 +164,19 @@ func open(cfg sdk.Config, mountEnv string) (*Backend, error) {
 	}
 	if !repoPattern.MatchString(repoPath) || len(repoPath) > 255 {
 		return nil, invalid("repository %q is not a valid name (lowercase letters, digits, separators . _ - and /)", repoPath)
+	}
+	// An option nobody reads is most likely misspelt: refuse it rather
+	// than run with a default the user meant to change.
+	known := []string{"chunk-size", "insecure", "lease-settle", "lease-ttl", "mount-from"}
+	var unknown []string
+	for k := range cfg.Options {
+		if !slices.Contains(known, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return nil, invalid("unknown option %s; the oci backend knows %s", strings.Join(unknown, ", "), strings.Join(known, ", "))
 	}
 	switch v := cfg.Options["insecure"]; v {
 	case "", "false":
@@ -266,12 +285,13 @@ func (b *Backend) SetLogger(l hclog.Logger) { b.log = l }
 // Repository returns the repository the mirror is in, REGISTRY/REPO.
 func (b *Backend) Repository() string { return b.c.repo.Name() }
 
-// Capabilities reports a writable backend that lists, deletes, locks and
-// compares-and-swaps. The last two are emulated (see the package comment):
-// the core's publish takes the lock and then relies on IfMatch for the
-// timestamp, and IfMatch is atomic among lock holders.
+// Capabilities reports a writable backend that lists, deletes, locks,
+// compares-and-swaps and stages. Locking and compare-and-swap are emulated
+// (see the package comment): the core's publish takes the lock and then
+// relies on IfMatch for the timestamp, and IfMatch is atomic among lock
+// holders. Staging is native: a blob uploaded and not yet tagged.
 func (b *Backend) Capabilities(context.Context) (sdk.Capabilities, error) {
-	return sdk.Capabilities{Write: true, List: true, Delete: true, ConditionalPut: true, Lock: true}, nil
+	return sdk.Capabilities{Write: true, List: true, Delete: true, ConditionalPut: true, Lock: true, Stage: true}, nil
 }
 
 // Close releases the leases this value holds and its idle connections.
@@ -387,12 +407,14 @@ func (b *Backend) Get(ctx context.Context, key string) (io.ReadCloser, sdk.Objec
 // Put stores r under key: the blob first, checked against opts, then the
 // manifest under the key's tag, which is the atomic step. IfNoneMatch and
 // IfMatch are checked before the upload (to fail early) and again just
-// before the tag moves.
+// before the tag moves. With opts.Staged the blob is one Stage uploaded:
+// r is not read, and the Put fails with sdk.ErrNotFound when the
+// repository does not have the blob.
 func (b *Backend) Put(ctx context.Context, key string, r io.Reader, opts sdk.PutOptions) (sdk.ObjectInfo, error) {
 	if err := checkKey("put", key); err != nil {
 		return sdk.ObjectInfo{}, err
 	}
-	if err := checkPutOptions(key, opts); err != nil {
+	if err := checkPutOptions("put "+key, opts); err != nil {
 		return sdk.ObjectInfo{}, err
 	}
 	if err := b.checkOpen("put", key); err != nil {
@@ -412,16 +434,30 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, opts sdk.Put
 			return sdk.ObjectInfo{}, err
 		}
 	}
-	bl, err := b.putBlob(ctx, key, r, opts)
+	var bl blob
+	var err error
+	if opts.Staged {
+		bl, err = b.stagedBlob(ctx, key, opts)
+	} else {
+		bl, err = b.putBlob(ctx, "put "+key, r, opts)
+	}
 	if err != nil {
 		return sdk.ObjectInfo{}, err
 	}
+	return b.tagBlob(ctx, key, bl, opts)
+}
+
+// tagBlob makes key name bl, a blob the repository has: it pushes the
+// key's manifest under its tag, once the conditions of opts still hold
+// and the lease is still ours. It is the commit of every Put, staged or
+// not; a conditional caller holds the key's in-process lock.
+func (b *Backend) tagBlob(ctx context.Context, key string, bl blob, opts sdk.PutOptions) (sdk.ObjectInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return sdk.ObjectInfo{}, fmt.Errorf("put %s: %w", key, err)
 	}
 	now := b.now().UTC().Round(0)
 	body := fileManifest(key, bl.digest, bl.size, now)
-	if conditional {
+	if opts.IfMatch != "" || opts.IfNoneMatch {
 		if err := b.checkCondition(ctx, key, opts); err != nil {
 			return sdk.ObjectInfo{}, err
 		}
@@ -435,15 +471,59 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, opts sdk.Put
 	return sdk.ObjectInfo{Key: key, Size: bl.size, ETag: manifestDigest(body), ModTime: now}, nil
 }
 
-// checkPutOptions refuses options that cannot be right whatever is stored.
-func checkPutOptions(key string, opts sdk.PutOptions) error {
+// Stage uploads r as a blob of the repository, checked against opts as
+// Put checks it, and returns its sha256: the upload of a Put, without the
+// manifest and the tag. It takes no lease and needs none, since an untagged
+// blob is invisible to Stat, Get and List; a later Put with
+// PutOptions.Staged tags it, and the registry's garbage collection removes
+// it if none does. Given opts.SHA256, a blob the repository already has,
+// or can mount, is not uploaded again.
+func (b *Backend) Stage(ctx context.Context, r io.Reader, opts sdk.PutOptions) (string, error) {
+	if opts.IfMatch != "" || opts.IfNoneMatch || opts.Staged {
+		return "", fmt.Errorf("stage: IfMatch, IfNoneMatch and Staged do not apply to staging: %w", fs.ErrInvalid)
+	}
+	if err := checkPutOptions("stage", opts); err != nil {
+		return "", err
+	}
+	if err := b.checkOpen("stage", "blob"); err != nil {
+		return "", err
+	}
+	bl, err := b.putBlob(ctx, "stage", r, opts)
+	if err != nil {
+		return "", err
+	}
+	return bl.digest.Hex, nil
+}
+
+// stagedBlob finds the blob a Put with opts.Staged names: the repository
+// must have it, at opts.Size bytes. Missing is sdk.ErrNotFound, the
+// caller's cue to Put the bytes (which also tries mounting it).
+func (b *Backend) stagedBlob(ctx context.Context, key string, opts sdk.PutOptions) (blob, error) {
+	d := v1.Hash{Algorithm: "sha256", Hex: opts.SHA256}
+	size, ok, err := b.blobSize(ctx, b.c.url("blobs/"+d.String()))
+	switch {
+	case err != nil:
+		return blob{}, fmt.Errorf("put %s: %w", key, err)
+	case !ok:
+		return blob{}, fmt.Errorf("put %s: blob %s was not staged in %s: %w", key, d, b.c.repo.Name(), sdk.ErrNotFound)
+	case size >= 0 && size != opts.Size:
+		return blob{}, fmt.Errorf("put %s: the staged blob %s has %d bytes, want %d: %w", key, d, size, opts.Size, sdk.ErrIntegrity)
+	}
+	return blob{digest: d, size: opts.Size}, nil
+}
+
+// checkPutOptions refuses options that cannot be right whatever is stored;
+// op ("put KEY" or "stage") leads the error.
+func checkPutOptions(op string, opts sdk.PutOptions) error {
 	switch {
 	case opts.IfMatch != "" && opts.IfNoneMatch:
-		return fmt.Errorf("put %s: IfMatch and IfNoneMatch together: %w", key, fs.ErrInvalid)
+		return fmt.Errorf("%s: IfMatch and IfNoneMatch together: %w", op, fs.ErrInvalid)
 	case opts.SizeKnown && opts.Size < 0:
-		return fmt.Errorf("put %s: negative size %d: %w", key, opts.Size, fs.ErrInvalid)
+		return fmt.Errorf("%s: negative size %d: %w", op, opts.Size, fs.ErrInvalid)
 	case opts.SHA256 != "" && (len(opts.SHA256) != 64 || !isLowerHex(opts.SHA256)):
-		return fmt.Errorf("put %s: sha256 %q is not 64 lowercase hex digits: %w", key, opts.SHA256, fs.ErrInvalid)
+		return fmt.Errorf("%s: sha256 %q is not 64 lowercase hex digits: %w", op, opts.SHA256, fs.ErrInvalid)
+	case opts.Staged && (opts.SHA256 == "" || !opts.SizeKnown):
+		return fmt.Errorf("%s: a staged put needs the content's sha256 and size: %w", op, fs.ErrInvalid)
 	}
 	return nil
 }

@@ -32,18 +32,18 @@ type blob struct {
 type checkedReader struct {
 	r    io.Reader
 	opts sdk.PutOptions
-	key  string
+	op   string // "put KEY" or "stage", leading every error
 	h    hash.Hash
 	n    int64
 	eof  bool  // the source ended
 	err  error // sticky: the source ran past the size
 }
 
-func newCheckedReader(key string, r io.Reader, opts sdk.PutOptions) *checkedReader {
+func newCheckedReader(op string, r io.Reader, opts sdk.PutOptions) *checkedReader {
 	if opts.SizeKnown {
 		r = io.LimitReader(r, opts.Size+1)
 	}
-	return &checkedReader{r: r, opts: opts, key: key, h: sha256.New()}
+	return &checkedReader{r: r, opts: opts, op: op, h: sha256.New()}
 }
 
 func (c *checkedReader) Read(p []byte) (int, error) {
@@ -54,7 +54,7 @@ func (c *checkedReader) Read(p []byte) (int, error) {
 	c.h.Write(p[:n])
 	c.n += int64(n)
 	if c.opts.SizeKnown && c.n > c.opts.Size {
-		c.err = fmt.Errorf("put %s: %d bytes or more, want %d: %w", c.key, c.n, c.opts.Size, sdk.ErrIntegrity)
+		c.err = fmt.Errorf("%s: %d bytes or more, want %d: %w", c.op, c.n, c.opts.Size, sdk.ErrIntegrity)
 		return n, c.err
 	}
 	if err == io.EOF {
@@ -71,10 +71,10 @@ func (c *checkedReader) verify() (v1.Hash, error) {
 	}
 	sum := hex.EncodeToString(c.h.Sum(nil))
 	if c.opts.SizeKnown && c.n != c.opts.Size {
-		return v1.Hash{}, fmt.Errorf("put %s: %d bytes, want %d: %w", c.key, c.n, c.opts.Size, sdk.ErrIntegrity)
+		return v1.Hash{}, fmt.Errorf("%s: %d bytes, want %d: %w", c.op, c.n, c.opts.Size, sdk.ErrIntegrity)
 	}
 	if c.opts.SHA256 != "" && sum != c.opts.SHA256 {
-		return v1.Hash{}, fmt.Errorf("put %s: sha256 %s, want %s: %w", c.key, sum[:12], c.opts.SHA256[:12], sdk.ErrIntegrity)
+		return v1.Hash{}, fmt.Errorf("%s: sha256 %s, want %s: %w", c.op, sum[:12], c.opts.SHA256[:12], sdk.ErrIntegrity)
 	}
 	return v1.Hash{Algorithm: "sha256", Hex: sum}, nil
 }
@@ -91,10 +91,10 @@ func (c *checkedReader) atEOF() error {
 		if c.err != nil {
 			return c.err
 		}
-		return fmt.Errorf("put %s: more than %d bytes: %w", c.key, c.n-1, sdk.ErrIntegrity)
+		return fmt.Errorf("%s: more than %d bytes: %w", c.op, c.n-1, sdk.ErrIntegrity)
 	}
 	if err != nil && err != io.EOF {
-		return readError(c.key, err)
+		return readError(c.op, err)
 	}
 	return nil
 }
@@ -104,7 +104,7 @@ func (c *checkedReader) atEOF() error {
 // bytes the caller claimed.
 func (c *checkedReader) drain() (blob, error) {
 	if _, err := io.Copy(io.Discard, c); err != nil {
-		return blob{}, readError(c.key, err)
+		return blob{}, readError(c.op, err)
 	}
 	d, err := c.verify()
 	if err != nil {
@@ -114,32 +114,33 @@ func (c *checkedReader) drain() (blob, error) {
 }
 
 // readError wraps an error reading a Put's source.
-func readError(key string, err error) error {
+func readError(op string, err error) error {
 	if errors.Is(err, sdk.ErrIntegrity) {
 		return err
 	}
-	return fmt.Errorf("put %s: read the content: %w", key, err)
+	return fmt.Errorf("%s: read the content: %w", op, err)
 }
 
 // putBlob stores the stream as a blob of the repository and returns it,
-// holding at most 1 MiB of it in memory (two chunks in chunked mode). When the caller knows the
+// holding at most 1 MiB of it in memory (two chunks in chunked mode); op,
+// "put KEY" or "stage", leads every error. When the caller knows the
 // digest, a blob the repository already has, or that can be mounted from
 // another repository of the registry, is not uploaded again. Nothing is
 // tagged here: a failed or mismatching upload leaves at most an unreferenced
 // upload, which the registry discards.
-func (b *Backend) putBlob(ctx context.Context, key string, r io.Reader, opts sdk.PutOptions) (blob, error) {
-	cr := newCheckedReader(key, r, opts)
+func (b *Backend) putBlob(ctx context.Context, op string, r io.Reader, opts sdk.PutOptions) (blob, error) {
+	cr := newCheckedReader(op, r, opts)
 	var loc string
 	if opts.SHA256 != "" {
 		d := v1.Hash{Algorithm: "sha256", Hex: opts.SHA256}
 		if ok, err := b.hasBlob(ctx, b.c.url("blobs/"+d.String())); err != nil {
-			return blob{}, fmt.Errorf("put %s: %w", key, err)
+			return blob{}, fmt.Errorf("%s: %w", op, err)
 		} else if ok {
 			return cr.drain()
 		}
 		mounted, session, err := b.mount(ctx, d)
 		if err != nil {
-			return blob{}, fmt.Errorf("put %s: %w", key, err)
+			return blob{}, fmt.Errorf("%s: %w", op, err)
 		}
 		if mounted {
 			return cr.drain()
@@ -149,10 +150,10 @@ func (b *Backend) putBlob(ctx context.Context, key string, r io.Reader, opts sdk
 	if loc == "" {
 		var err error
 		if _, loc, err = b.postUpload(ctx, b.c.url("blobs/uploads/")); err != nil {
-			return blob{}, fmt.Errorf("put %s: %w", key, err)
+			return blob{}, fmt.Errorf("%s: %w", op, err)
 		}
 	}
-	bl, err := b.upload(ctx, key, cr, loc)
+	bl, err := b.upload(ctx, op, cr, loc)
 	if err != nil {
 		b.abortUpload(ctx, loc)
 		return blob{}, err
@@ -162,19 +163,26 @@ func (b *Backend) putBlob(ctx context.Context, key string, r io.Reader, opts sdk
 
 // hasBlob reports whether the blob at url exists.
 func (b *Backend) hasBlob(ctx context.Context, url string) (bool, error) {
+	_, ok, err := b.blobSize(ctx, url)
+	return ok, err
+}
+
+// blobSize reports whether the blob at url exists and its length, -1 when
+// the registry does not say.
+func (b *Backend) blobSize(ctx context.Context, url string) (size int64, ok bool, err error) {
 	resp, err := b.c.do(ctx, request{method: http.MethodHead, url: url})
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
 	if resp.StatusCode == http.StatusNotFound {
 		resp.Body.Close()
-		return false, nil
+		return 0, false, nil
 	}
 	if err := b.c.expect(resp, http.StatusOK); err != nil {
-		return false, err
+		return 0, false, err
 	}
 	resp.Body.Close()
-	return true, nil
+	return resp.ContentLength, true, nil
 }
 
 // mount tries to link blob d into the repository without uploading it: from
@@ -243,7 +251,7 @@ const smallObject = 1 << 20
 // whole stream has matched the options. A stream of up to smallObject bytes
 // goes in the committing PUT itself. A longer one is streamed in one PATCH,
 // as crane does, by default, or in chunks when the chunk-size option is set.
-func (b *Backend) upload(ctx context.Context, key string, cr *checkedReader, loc string) (blob, error) {
+func (b *Backend) upload(ctx context.Context, op string, cr *checkedReader, loc string) (blob, error) {
 	size := int64(smallObject)
 	if cr.opts.SizeKnown && cr.opts.Size+1 < size {
 		size = cr.opts.Size + 1
@@ -255,29 +263,29 @@ func (b *Backend) upload(ctx context.Context, key string, cr *checkedReader, loc
 	case cr.err != nil:
 		return blob{}, cr.err // past the size (io.ReadFull drops that error)
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		return b.commit(ctx, key, cr, loc, 0, head)
+		return b.commit(ctx, op, cr, loc, 0, head)
 	case err != nil:
-		return blob{}, readError(key, err)
+		return blob{}, readError(op, err)
 	}
 	src := io.MultiReader(bytes.NewReader(head), cr)
 	if b.chunkSize > 0 {
-		return b.uploadChunks(ctx, key, cr, src, loc)
+		return b.uploadChunks(ctx, op, cr, src, loc)
 	}
-	return b.uploadStream(ctx, key, cr, src, loc)
+	return b.uploadStream(ctx, op, cr, src, loc)
 }
 
 // commit verifies the stream, read to its end, and sends the closing PUT
 // with the digest and the last bytes (offset is where they start).
-func (b *Backend) commit(ctx context.Context, key string, cr *checkedReader, loc string, offset int64, last []byte) (blob, error) {
+func (b *Backend) commit(ctx context.Context, op string, cr *checkedReader, loc string, offset int64, last []byte) (blob, error) {
 	d, err := cr.verify()
 	if err != nil {
 		return blob{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return blob{}, fmt.Errorf("put %s: %w", key, err)
+		return blob{}, fmt.Errorf("%s: %w", op, err)
 	}
 	if err := b.finishUpload(ctx, loc, d, offset, last); err != nil {
-		return blob{}, fmt.Errorf("put %s: %w", key, err)
+		return blob{}, fmt.Errorf("%s: %w", op, err)
 	}
 	return blob{digest: d, size: cr.n}, nil
 }
@@ -285,7 +293,7 @@ func (b *Backend) commit(ctx context.Context, key string, cr *checkedReader, loc
 // uploadStream sends the whole stream in one PATCH (with its length when
 // known). Its body cannot be replayed, so a failure fails the Put, with
 // nothing tagged; a run again starts over.
-func (b *Backend) uploadStream(ctx context.Context, key string, cr *checkedReader, src io.Reader, loc string) (blob, error) {
+func (b *Backend) uploadStream(ctx context.Context, op string, cr *checkedReader, src io.Reader, loc string) (blob, error) {
 	h := http.Header{}
 	h.Set("Content-Type", "application/octet-stream")
 	length := int64(-1)
@@ -304,7 +312,7 @@ func (b *Backend) uploadStream(ctx context.Context, key string, cr *checkedReade
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return blob{}, fmt.Errorf("put %s: %w", key, ctx.Err())
+			return blob{}, fmt.Errorf("%s: %w", op, ctx.Err())
 		}
 		if cr.eof {
 			// A stream shorter than its size fails the request itself.
@@ -312,12 +320,12 @@ func (b *Backend) uploadStream(ctx context.Context, key string, cr *checkedReade
 				return blob{}, verr
 			}
 		}
-		return blob{}, fmt.Errorf("put %s: upload: %w%s", key, err, runAgainHint(err))
+		return blob{}, fmt.Errorf("%s: upload: %w%s", op, err, runAgainHint(err))
 	}
 	if err := cr.atEOF(); err != nil {
 		return blob{}, err
 	}
-	return b.commit(ctx, key, cr, loc, 0, nil)
+	return b.commit(ctx, op, cr, loc, 0, nil)
 }
 
 // runAgainHint tells what to do after an upload broke off for a reason
@@ -343,7 +351,7 @@ type chunk struct {
 // is sent again when the registry answers 429 or 5xx; the last goes in the
 // closing PUT. A second chunk is read from the source while the first is on
 // the wire, so reading and sending overlap and memory stays at two chunks.
-func (b *Backend) uploadChunks(ctx context.Context, key string, cr *checkedReader, src io.Reader, loc string) (blob, error) {
+func (b *Backend) uploadChunks(ctx context.Context, op string, cr *checkedReader, src io.Reader, loc string) (blob, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	chunks := make(chan chunk)
 	free := make(chan []byte, 2)
@@ -369,7 +377,7 @@ func (b *Backend) uploadChunks(ctx context.Context, key string, cr *checkedReade
 			case err == io.EOF || err == io.ErrUnexpectedEOF:
 				c.last = true
 			case err != nil:
-				c.err = readError(key, err)
+				c.err = readError(op, err)
 			}
 			select {
 			case chunks <- c:
@@ -403,18 +411,18 @@ func (b *Backend) uploadChunks(ctx context.Context, key string, cr *checkedReade
 		}
 		if c.last {
 			defer b.putChunkBuffer(c.buf)
-			return b.commit(ctx, key, cr, loc, offset, c.data)
+			return b.commit(ctx, op, cr, loc, offset, c.data)
 		}
 		next, err := b.patchChunk(ctx, loc, offset, c.data)
 		free <- c.buf
 		if err != nil {
-			return blob{}, fmt.Errorf("put %s: %w", key, err)
+			return blob{}, fmt.Errorf("%s: %w", op, err)
 		}
 		loc = next
 		offset += int64(len(c.data))
 	}
 	// The reader stopped without a last chunk: ctx was cancelled.
-	return blob{}, fmt.Errorf("put %s: %w", key, context.Cause(ctx))
+	return blob{}, fmt.Errorf("%s: %w", op, context.Cause(ctx))
 }
 
 // patchChunk sends one chunk and returns the location for the next request.

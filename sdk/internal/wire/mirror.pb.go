@@ -121,8 +121,12 @@ type Capabilities struct {
 	ConditionalPut bool                   `protobuf:"varint,4,opt,name=conditional_put,json=conditionalPut,proto3" json:"conditional_put,omitempty"`
 	Lock           bool                   `protobuf:"varint,5,opt,name=lock,proto3" json:"lock,omitempty"`
 	LocalFiles     bool                   `protobuf:"varint,6,opt,name=local_files,json=localFiles,proto3" json:"local_files,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The plugin implements sdk.Stager: the Stage call and PutOptions.staged.
+	// Plugins built before it leave it false, and the host then sends them
+	// neither, so adding it needed no ProtocolVersion bump.
+	Stage         bool `protobuf:"varint,7,opt,name=stage,proto3" json:"stage,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Capabilities) Reset() {
@@ -197,6 +201,13 @@ func (x *Capabilities) GetLocalFiles() bool {
 	return false
 }
 
+func (x *Capabilities) GetStage() bool {
+	if x != nil {
+		return x.Stage
+	}
+	return false
+}
+
 type ObjectInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -267,12 +278,17 @@ func (x *ObjectInfo) GetModTime() *timestamppb.Timestamp {
 }
 
 type PutOptions struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Size          int64                  `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
-	SizeKnown     bool                   `protobuf:"varint,2,opt,name=size_known,json=sizeKnown,proto3" json:"size_known,omitempty"`
-	Sha256        string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
-	IfMatch       string                 `protobuf:"bytes,4,opt,name=if_match,json=ifMatch,proto3" json:"if_match,omitempty"`
-	IfNoneMatch   bool                   `protobuf:"varint,5,opt,name=if_none_match,json=ifNoneMatch,proto3" json:"if_none_match,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Size        int64                  `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	SizeKnown   bool                   `protobuf:"varint,2,opt,name=size_known,json=sizeKnown,proto3" json:"size_known,omitempty"`
+	Sha256      string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	IfMatch     string                 `protobuf:"bytes,4,opt,name=if_match,json=ifMatch,proto3" json:"if_match,omitempty"`
+	IfNoneMatch bool                   `protobuf:"varint,5,opt,name=if_none_match,json=ifNoneMatch,proto3" json:"if_none_match,omitempty"`
+	// Store the content staged under sha256 without data messages (the Put
+	// stream carries the header only). Sent only to a plugin whose
+	// Capabilities.stage is set: an older plugin would ignore it and read an
+	// empty object.
+	Staged        bool `protobuf:"varint,6,opt,name=staged,proto3" json:"staged,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -338,6 +354,13 @@ func (x *PutOptions) GetIfMatch() string {
 func (x *PutOptions) GetIfNoneMatch() bool {
 	if x != nil {
 		return x.IfNoneMatch
+	}
+	return false
+}
+
+func (x *PutOptions) GetStaged() bool {
+	if x != nil {
+		return x.Staged
 	}
 	return false
 }
@@ -606,6 +629,51 @@ func (*PutRequest_Header) isPutRequest_Msg() {}
 
 func (*PutRequest_Chunk) isPutRequest_Msg() {}
 
+type StageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sha256 of the staged bytes, in lowercase hex.
+	Sha256        string `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StageResponse) Reset() {
+	*x = StageResponse{}
+	mi := &file_mirror_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StageResponse) ProtoMessage() {}
+
+func (x *StageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mirror_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StageResponse.ProtoReflect.Descriptor instead.
+func (*StageResponse) Descriptor() ([]byte, []int) {
+	return file_mirror_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *StageResponse) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
 type ListRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Prefix        string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
@@ -615,7 +683,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_mirror_proto_msgTypes[9]
+	mi := &file_mirror_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +695,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mirror_proto_msgTypes[9]
+	mi := &file_mirror_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +708,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_mirror_proto_rawDescGZIP(), []int{9}
+	return file_mirror_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListRequest) GetPrefix() string {
@@ -659,7 +727,7 @@ type LockRequest struct {
 
 func (x *LockRequest) Reset() {
 	*x = LockRequest{}
-	mi := &file_mirror_proto_msgTypes[10]
+	mi := &file_mirror_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +739,7 @@ func (x *LockRequest) String() string {
 func (*LockRequest) ProtoMessage() {}
 
 func (x *LockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mirror_proto_msgTypes[10]
+	mi := &file_mirror_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +752,7 @@ func (x *LockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockRequest.ProtoReflect.Descriptor instead.
 func (*LockRequest) Descriptor() ([]byte, []int) {
-	return file_mirror_proto_rawDescGZIP(), []int{10}
+	return file_mirror_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LockRequest) GetName() string {
@@ -703,7 +771,7 @@ type LockResponse struct {
 
 func (x *LockResponse) Reset() {
 	*x = LockResponse{}
-	mi := &file_mirror_proto_msgTypes[11]
+	mi := &file_mirror_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +783,7 @@ func (x *LockResponse) String() string {
 func (*LockResponse) ProtoMessage() {}
 
 func (x *LockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mirror_proto_msgTypes[11]
+	mi := &file_mirror_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +796,7 @@ func (x *LockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockResponse.ProtoReflect.Descriptor instead.
 func (*LockResponse) Descriptor() ([]byte, []int) {
-	return file_mirror_proto_rawDescGZIP(), []int{11}
+	return file_mirror_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LockResponse) GetAcquired() bool {
@@ -747,7 +815,7 @@ type LocalPathResponse struct {
 
 func (x *LocalPathResponse) Reset() {
 	*x = LocalPathResponse{}
-	mi := &file_mirror_proto_msgTypes[12]
+	mi := &file_mirror_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -759,7 +827,7 @@ func (x *LocalPathResponse) String() string {
 func (*LocalPathResponse) ProtoMessage() {}
 
 func (x *LocalPathResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mirror_proto_msgTypes[12]
+	mi := &file_mirror_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -772,7 +840,7 @@ func (x *LocalPathResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalPathResponse.ProtoReflect.Descriptor instead.
 func (*LocalPathResponse) Descriptor() ([]byte, []int) {
-	return file_mirror_proto_rawDescGZIP(), []int{12}
+	return file_mirror_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LocalPathResponse) GetPath() string {
@@ -793,7 +861,7 @@ type PutFileRequest struct {
 
 func (x *PutFileRequest) Reset() {
 	*x = PutFileRequest{}
-	mi := &file_mirror_proto_msgTypes[13]
+	mi := &file_mirror_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +873,7 @@ func (x *PutFileRequest) String() string {
 func (*PutFileRequest) ProtoMessage() {}
 
 func (x *PutFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mirror_proto_msgTypes[13]
+	mi := &file_mirror_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -818,7 +886,7 @@ func (x *PutFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutFileRequest.ProtoReflect.Descriptor instead.
 func (*PutFileRequest) Descriptor() ([]byte, []int) {
-	return file_mirror_proto_rawDescGZIP(), []int{13}
+	return file_mirror_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PutFileRequest) GetKey() string {
@@ -853,7 +921,7 @@ type PublicKey struct {
 
 func (x *PublicKey) Reset() {
 	*x = PublicKey{}
-	mi := &file_mirror_proto_msgTypes[14]
+	mi := &file_mirror_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -865,7 +933,7 @@ func (x *PublicKey) String() string {
 func (*PublicKey) ProtoMessage() {}
 
 func (x *PublicKey) ProtoReflect() protoreflect.Message {
-	mi := &file_mirror_proto_msgTypes[14]
+	mi := &file_mirror_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -878,7 +946,7 @@ func (x *PublicKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublicKey.ProtoReflect.Descriptor instead.
 func (*PublicKey) Descriptor() ([]byte, []int) {
-	return file_mirror_proto_rawDescGZIP(), []int{14}
+	return file_mirror_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PublicKey) GetKeyType() string {
@@ -911,7 +979,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_mirror_proto_msgTypes[15]
+	mi := &file_mirror_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +991,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mirror_proto_msgTypes[15]
+	mi := &file_mirror_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1004,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_mirror_proto_rawDescGZIP(), []int{15}
+	return file_mirror_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SignRequest) GetPayload() []byte {
@@ -955,7 +1023,7 @@ type SignResponse struct {
 
 func (x *SignResponse) Reset() {
 	*x = SignResponse{}
-	mi := &file_mirror_proto_msgTypes[16]
+	mi := &file_mirror_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1035,7 @@ func (x *SignResponse) String() string {
 func (*SignResponse) ProtoMessage() {}
 
 func (x *SignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mirror_proto_msgTypes[16]
+	mi := &file_mirror_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1048,7 @@ func (x *SignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResponse.ProtoReflect.Descriptor instead.
 func (*SignResponse) Descriptor() ([]byte, []int) {
-	return file_mirror_proto_rawDescGZIP(), []int{16}
+	return file_mirror_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SignResponse) GetSignature() []byte {
@@ -1001,7 +1069,7 @@ const file_mirror_proto_rawDesc = "" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\a\n" +
-	"\x05Empty\"\xae\x01\n" +
+	"\x05Empty\"\xc4\x01\n" +
 	"\fCapabilities\x12\x14\n" +
 	"\x05write\x18\x01 \x01(\bR\x05write\x12\x12\n" +
 	"\x04list\x18\x02 \x01(\bR\x04list\x12\x16\n" +
@@ -1009,13 +1077,14 @@ const file_mirror_proto_rawDesc = "" +
 	"\x0fconditional_put\x18\x04 \x01(\bR\x0econditionalPut\x12\x12\n" +
 	"\x04lock\x18\x05 \x01(\bR\x04lock\x12\x1f\n" +
 	"\vlocal_files\x18\x06 \x01(\bR\n" +
-	"localFiles\"}\n" +
+	"localFiles\x12\x14\n" +
+	"\x05stage\x18\a \x01(\bR\x05stage\"}\n" +
 	"\n" +
 	"ObjectInfo\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x12\n" +
 	"\x04etag\x18\x03 \x01(\tR\x04etag\x125\n" +
-	"\bmod_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\amodTime\"\x96\x01\n" +
+	"\bmod_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\amodTime\"\xae\x01\n" +
 	"\n" +
 	"PutOptions\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x1d\n" +
@@ -1023,7 +1092,8 @@ const file_mirror_proto_rawDesc = "" +
 	"size_known\x18\x02 \x01(\bR\tsizeKnown\x12\x16\n" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x19\n" +
 	"\bif_match\x18\x04 \x01(\tR\aifMatch\x12\"\n" +
-	"\rif_none_match\x18\x05 \x01(\bR\vifNoneMatch\"\x1e\n" +
+	"\rif_none_match\x18\x05 \x01(\bR\vifNoneMatch\x12\x16\n" +
+	"\x06staged\x18\x06 \x01(\bR\x06staged\"\x1e\n" +
 	"\n" +
 	"KeyRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\"c\n" +
@@ -1038,7 +1108,9 @@ const file_mirror_proto_rawDesc = "" +
 	"PutRequest\x128\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.mirrorkit.plugin.v1.PutHeaderH\x00R\x06header\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x05\n" +
-	"\x03msg\"%\n" +
+	"\x03msg\"'\n" +
+	"\rStageResponse\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\tR\x06sha256\"%\n" +
 	"\vListRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\"!\n" +
 	"\vLockRequest\x12\x12\n" +
@@ -1058,7 +1130,7 @@ const file_mirror_proto_rawDesc = "" +
 	"\vSignRequest\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\",\n" +
 	"\fSignResponse\x12\x1c\n" +
-	"\tsignature\x18\x01 \x01(\fR\tsignature2\x86\x06\n" +
+	"\tsignature\x18\x01 \x01(\fR\tsignature2\xd6\x06\n" +
 	"\aBackend\x12?\n" +
 	"\x04Open\x12\x1b.mirrorkit.plugin.v1.Config\x1a\x1a.mirrorkit.plugin.v1.Empty\x12M\n" +
 	"\fCapabilities\x12\x1a.mirrorkit.plugin.v1.Empty\x1a!.mirrorkit.plugin.v1.Capabilities\x12H\n" +
@@ -1069,7 +1141,8 @@ const file_mirror_proto_rawDesc = "" +
 	"\x06Delete\x12\x1f.mirrorkit.plugin.v1.KeyRequest\x1a\x1a.mirrorkit.plugin.v1.Empty\x12O\n" +
 	"\x04Lock\x12 .mirrorkit.plugin.v1.LockRequest\x1a!.mirrorkit.plugin.v1.LockResponse(\x010\x01\x12T\n" +
 	"\tLocalPath\x12\x1f.mirrorkit.plugin.v1.KeyRequest\x1a&.mirrorkit.plugin.v1.LocalPathResponse\x12O\n" +
-	"\aPutFile\x12#.mirrorkit.plugin.v1.PutFileRequest\x1a\x1f.mirrorkit.plugin.v1.ObjectInfo2\xdf\x01\n" +
+	"\aPutFile\x12#.mirrorkit.plugin.v1.PutFileRequest\x1a\x1f.mirrorkit.plugin.v1.ObjectInfo\x12N\n" +
+	"\x05Stage\x12\x1f.mirrorkit.plugin.v1.PutRequest\x1a\".mirrorkit.plugin.v1.StageResponse(\x012\xdf\x01\n" +
 	"\x06Signer\x12?\n" +
 	"\x04Open\x12\x1b.mirrorkit.plugin.v1.Config\x1a\x1a.mirrorkit.plugin.v1.Empty\x12G\n" +
 	"\tPublicKey\x12\x1a.mirrorkit.plugin.v1.Empty\x1a\x1e.mirrorkit.plugin.v1.PublicKey\x12K\n" +
@@ -1087,7 +1160,7 @@ func file_mirror_proto_rawDescGZIP() []byte {
 	return file_mirror_proto_rawDescData
 }
 
-var file_mirror_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_mirror_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_mirror_proto_goTypes = []any{
 	(*Config)(nil),                // 0: mirrorkit.plugin.v1.Config
 	(*Empty)(nil),                 // 1: mirrorkit.plugin.v1.Empty
@@ -1098,20 +1171,21 @@ var file_mirror_proto_goTypes = []any{
 	(*GetResponse)(nil),           // 6: mirrorkit.plugin.v1.GetResponse
 	(*PutHeader)(nil),             // 7: mirrorkit.plugin.v1.PutHeader
 	(*PutRequest)(nil),            // 8: mirrorkit.plugin.v1.PutRequest
-	(*ListRequest)(nil),           // 9: mirrorkit.plugin.v1.ListRequest
-	(*LockRequest)(nil),           // 10: mirrorkit.plugin.v1.LockRequest
-	(*LockResponse)(nil),          // 11: mirrorkit.plugin.v1.LockResponse
-	(*LocalPathResponse)(nil),     // 12: mirrorkit.plugin.v1.LocalPathResponse
-	(*PutFileRequest)(nil),        // 13: mirrorkit.plugin.v1.PutFileRequest
-	(*PublicKey)(nil),             // 14: mirrorkit.plugin.v1.PublicKey
-	(*SignRequest)(nil),           // 15: mirrorkit.plugin.v1.SignRequest
-	(*SignResponse)(nil),          // 16: mirrorkit.plugin.v1.SignResponse
-	nil,                           // 17: mirrorkit.plugin.v1.Config.OptionsEntry
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*StageResponse)(nil),         // 9: mirrorkit.plugin.v1.StageResponse
+	(*ListRequest)(nil),           // 10: mirrorkit.plugin.v1.ListRequest
+	(*LockRequest)(nil),           // 11: mirrorkit.plugin.v1.LockRequest
+	(*LockResponse)(nil),          // 12: mirrorkit.plugin.v1.LockResponse
+	(*LocalPathResponse)(nil),     // 13: mirrorkit.plugin.v1.LocalPathResponse
+	(*PutFileRequest)(nil),        // 14: mirrorkit.plugin.v1.PutFileRequest
+	(*PublicKey)(nil),             // 15: mirrorkit.plugin.v1.PublicKey
+	(*SignRequest)(nil),           // 16: mirrorkit.plugin.v1.SignRequest
+	(*SignResponse)(nil),          // 17: mirrorkit.plugin.v1.SignResponse
+	nil,                           // 18: mirrorkit.plugin.v1.Config.OptionsEntry
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_mirror_proto_depIdxs = []int32{
-	17, // 0: mirrorkit.plugin.v1.Config.options:type_name -> mirrorkit.plugin.v1.Config.OptionsEntry
-	18, // 1: mirrorkit.plugin.v1.ObjectInfo.mod_time:type_name -> google.protobuf.Timestamp
+	18, // 0: mirrorkit.plugin.v1.Config.options:type_name -> mirrorkit.plugin.v1.Config.OptionsEntry
+	19, // 1: mirrorkit.plugin.v1.ObjectInfo.mod_time:type_name -> google.protobuf.Timestamp
 	3,  // 2: mirrorkit.plugin.v1.GetResponse.info:type_name -> mirrorkit.plugin.v1.ObjectInfo
 	4,  // 3: mirrorkit.plugin.v1.PutHeader.options:type_name -> mirrorkit.plugin.v1.PutOptions
 	7,  // 4: mirrorkit.plugin.v1.PutRequest.header:type_name -> mirrorkit.plugin.v1.PutHeader
@@ -1121,29 +1195,31 @@ var file_mirror_proto_depIdxs = []int32{
 	5,  // 8: mirrorkit.plugin.v1.Backend.Stat:input_type -> mirrorkit.plugin.v1.KeyRequest
 	5,  // 9: mirrorkit.plugin.v1.Backend.Get:input_type -> mirrorkit.plugin.v1.KeyRequest
 	8,  // 10: mirrorkit.plugin.v1.Backend.Put:input_type -> mirrorkit.plugin.v1.PutRequest
-	9,  // 11: mirrorkit.plugin.v1.Backend.List:input_type -> mirrorkit.plugin.v1.ListRequest
+	10, // 11: mirrorkit.plugin.v1.Backend.List:input_type -> mirrorkit.plugin.v1.ListRequest
 	5,  // 12: mirrorkit.plugin.v1.Backend.Delete:input_type -> mirrorkit.plugin.v1.KeyRequest
-	10, // 13: mirrorkit.plugin.v1.Backend.Lock:input_type -> mirrorkit.plugin.v1.LockRequest
+	11, // 13: mirrorkit.plugin.v1.Backend.Lock:input_type -> mirrorkit.plugin.v1.LockRequest
 	5,  // 14: mirrorkit.plugin.v1.Backend.LocalPath:input_type -> mirrorkit.plugin.v1.KeyRequest
-	13, // 15: mirrorkit.plugin.v1.Backend.PutFile:input_type -> mirrorkit.plugin.v1.PutFileRequest
-	0,  // 16: mirrorkit.plugin.v1.Signer.Open:input_type -> mirrorkit.plugin.v1.Config
-	1,  // 17: mirrorkit.plugin.v1.Signer.PublicKey:input_type -> mirrorkit.plugin.v1.Empty
-	15, // 18: mirrorkit.plugin.v1.Signer.Sign:input_type -> mirrorkit.plugin.v1.SignRequest
-	1,  // 19: mirrorkit.plugin.v1.Backend.Open:output_type -> mirrorkit.plugin.v1.Empty
-	2,  // 20: mirrorkit.plugin.v1.Backend.Capabilities:output_type -> mirrorkit.plugin.v1.Capabilities
-	3,  // 21: mirrorkit.plugin.v1.Backend.Stat:output_type -> mirrorkit.plugin.v1.ObjectInfo
-	6,  // 22: mirrorkit.plugin.v1.Backend.Get:output_type -> mirrorkit.plugin.v1.GetResponse
-	3,  // 23: mirrorkit.plugin.v1.Backend.Put:output_type -> mirrorkit.plugin.v1.ObjectInfo
-	3,  // 24: mirrorkit.plugin.v1.Backend.List:output_type -> mirrorkit.plugin.v1.ObjectInfo
-	1,  // 25: mirrorkit.plugin.v1.Backend.Delete:output_type -> mirrorkit.plugin.v1.Empty
-	11, // 26: mirrorkit.plugin.v1.Backend.Lock:output_type -> mirrorkit.plugin.v1.LockResponse
-	12, // 27: mirrorkit.plugin.v1.Backend.LocalPath:output_type -> mirrorkit.plugin.v1.LocalPathResponse
-	3,  // 28: mirrorkit.plugin.v1.Backend.PutFile:output_type -> mirrorkit.plugin.v1.ObjectInfo
-	1,  // 29: mirrorkit.plugin.v1.Signer.Open:output_type -> mirrorkit.plugin.v1.Empty
-	14, // 30: mirrorkit.plugin.v1.Signer.PublicKey:output_type -> mirrorkit.plugin.v1.PublicKey
-	16, // 31: mirrorkit.plugin.v1.Signer.Sign:output_type -> mirrorkit.plugin.v1.SignResponse
-	19, // [19:32] is the sub-list for method output_type
-	6,  // [6:19] is the sub-list for method input_type
+	14, // 15: mirrorkit.plugin.v1.Backend.PutFile:input_type -> mirrorkit.plugin.v1.PutFileRequest
+	8,  // 16: mirrorkit.plugin.v1.Backend.Stage:input_type -> mirrorkit.plugin.v1.PutRequest
+	0,  // 17: mirrorkit.plugin.v1.Signer.Open:input_type -> mirrorkit.plugin.v1.Config
+	1,  // 18: mirrorkit.plugin.v1.Signer.PublicKey:input_type -> mirrorkit.plugin.v1.Empty
+	16, // 19: mirrorkit.plugin.v1.Signer.Sign:input_type -> mirrorkit.plugin.v1.SignRequest
+	1,  // 20: mirrorkit.plugin.v1.Backend.Open:output_type -> mirrorkit.plugin.v1.Empty
+	2,  // 21: mirrorkit.plugin.v1.Backend.Capabilities:output_type -> mirrorkit.plugin.v1.Capabilities
+	3,  // 22: mirrorkit.plugin.v1.Backend.Stat:output_type -> mirrorkit.plugin.v1.ObjectInfo
+	6,  // 23: mirrorkit.plugin.v1.Backend.Get:output_type -> mirrorkit.plugin.v1.GetResponse
+	3,  // 24: mirrorkit.plugin.v1.Backend.Put:output_type -> mirrorkit.plugin.v1.ObjectInfo
+	3,  // 25: mirrorkit.plugin.v1.Backend.List:output_type -> mirrorkit.plugin.v1.ObjectInfo
+	1,  // 26: mirrorkit.plugin.v1.Backend.Delete:output_type -> mirrorkit.plugin.v1.Empty
+	12, // 27: mirrorkit.plugin.v1.Backend.Lock:output_type -> mirrorkit.plugin.v1.LockResponse
+	13, // 28: mirrorkit.plugin.v1.Backend.LocalPath:output_type -> mirrorkit.plugin.v1.LocalPathResponse
+	3,  // 29: mirrorkit.plugin.v1.Backend.PutFile:output_type -> mirrorkit.plugin.v1.ObjectInfo
+	9,  // 30: mirrorkit.plugin.v1.Backend.Stage:output_type -> mirrorkit.plugin.v1.StageResponse
+	1,  // 31: mirrorkit.plugin.v1.Signer.Open:output_type -> mirrorkit.plugin.v1.Empty
+	15, // 32: mirrorkit.plugin.v1.Signer.PublicKey:output_type -> mirrorkit.plugin.v1.PublicKey
+	17, // 33: mirrorkit.plugin.v1.Signer.Sign:output_type -> mirrorkit.plugin.v1.SignResponse
+	20, // [20:34] is the sub-list for method output_type
+	6,  // [6:20] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -1168,7 +1244,7 @@ func file_mirror_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mirror_proto_rawDesc), len(file_mirror_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

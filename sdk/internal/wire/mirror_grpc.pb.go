@@ -32,6 +32,7 @@ const (
 	Backend_Lock_FullMethodName         = "/mirrorkit.plugin.v1.Backend/Lock"
 	Backend_LocalPath_FullMethodName    = "/mirrorkit.plugin.v1.Backend/LocalPath"
 	Backend_PutFile_FullMethodName      = "/mirrorkit.plugin.v1.Backend/PutFile"
+	Backend_Stage_FullMethodName        = "/mirrorkit.plugin.v1.Backend/Stage"
 )
 
 // BackendClient is the client API for Backend service.
@@ -52,6 +53,10 @@ type BackendClient interface {
 	Lock(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[LockRequest, LockResponse], error)
 	LocalPath(ctx context.Context, in *KeyRequest, opts ...grpc.CallOption) (*LocalPathResponse, error)
 	PutFile(ctx context.Context, in *PutFileRequest, opts ...grpc.CallOption) (*ObjectInfo, error)
+	// Stage is sdk.Stager.Stage, streamed like Put: a header whose key is
+	// empty (staged content has none), then the chunks. Called only on a
+	// plugin whose Capabilities.stage is set.
+	Stage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PutRequest, StageResponse], error)
 }
 
 type backendClient struct {
@@ -186,6 +191,19 @@ func (c *backendClient) PutFile(ctx context.Context, in *PutFileRequest, opts ..
 	return out, nil
 }
 
+func (c *backendClient) Stage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PutRequest, StageResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Backend_ServiceDesc.Streams[4], Backend_Stage_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PutRequest, StageResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Backend_StageClient = grpc.ClientStreamingClient[PutRequest, StageResponse]
+
 // BackendServer is the server API for Backend service.
 // All implementations should embed UnimplementedBackendServer
 // for forward compatibility.
@@ -204,6 +222,10 @@ type BackendServer interface {
 	Lock(grpc.BidiStreamingServer[LockRequest, LockResponse]) error
 	LocalPath(context.Context, *KeyRequest) (*LocalPathResponse, error)
 	PutFile(context.Context, *PutFileRequest) (*ObjectInfo, error)
+	// Stage is sdk.Stager.Stage, streamed like Put: a header whose key is
+	// empty (staged content has none), then the chunks. Called only on a
+	// plugin whose Capabilities.stage is set.
+	Stage(grpc.ClientStreamingServer[PutRequest, StageResponse]) error
 }
 
 // UnimplementedBackendServer should be embedded to have
@@ -242,6 +264,9 @@ func (UnimplementedBackendServer) LocalPath(context.Context, *KeyRequest) (*Loca
 }
 func (UnimplementedBackendServer) PutFile(context.Context, *PutFileRequest) (*ObjectInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method PutFile not implemented")
+}
+func (UnimplementedBackendServer) Stage(grpc.ClientStreamingServer[PutRequest, StageResponse]) error {
+	return status.Error(codes.Unimplemented, "method Stage not implemented")
 }
 func (UnimplementedBackendServer) testEmbeddedByValue() {}
 
@@ -407,6 +432,13 @@ func _Backend_PutFile_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Backend_Stage_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(BackendServer).Stage(&grpc.GenericServerStream[PutRequest, StageResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Backend_StageServer = grpc.ClientStreamingServer[PutRequest, StageResponse]
+
 // Backend_ServiceDesc is the grpc.ServiceDesc for Backend service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -459,6 +491,11 @@ var Backend_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Lock",
 			Handler:       _Backend_Lock_Handler,
 			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Stage",
+			Handler:       _Backend_Stage_Handler,
 			ClientStreams: true,
 		},
 	},

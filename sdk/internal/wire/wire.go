@@ -88,6 +88,7 @@ func CapsToProto(c sdk.Capabilities) *Capabilities {
 		ConditionalPut: c.ConditionalPut,
 		Lock:           c.Lock,
 		LocalFiles:     c.LocalFiles,
+		Stage:          c.Stage,
 	}
 }
 
@@ -100,6 +101,7 @@ func CapsFromProto(c *Capabilities) sdk.Capabilities {
 		ConditionalPut: c.GetConditionalPut(),
 		Lock:           c.GetLock(),
 		LocalFiles:     c.GetLocalFiles(),
+		Stage:          c.GetStage(),
 	}
 }
 
@@ -130,6 +132,7 @@ func PutOptionsToProto(o sdk.PutOptions) *PutOptions {
 		Sha256:      o.SHA256,
 		IfMatch:     o.IfMatch,
 		IfNoneMatch: o.IfNoneMatch,
+		Staged:      o.Staged,
 	}
 }
 
@@ -141,6 +144,7 @@ func PutOptionsFromProto(m *PutOptions) sdk.PutOptions {
 		SHA256:      m.GetSha256(),
 		IfMatch:     m.GetIfMatch(),
 		IfNoneMatch: m.GetIfNoneMatch(),
+		Staged:      m.GetStaged(),
 	}
 }
 

@@ -447,8 +447,9 @@ func checkBig(t *testing.T, m *ociMirror, version string, sum [32]byte) {
 
 // TestOCIAuth: against a registry with htpasswd auth, a Docker config
 // with the credentials (as `docker login` leaves it) is all a user needs;
-// without it, or with a wrong password, commands fail with one line that
-// names the registry and says how to log in, and write nothing.
+// without it, or with a wrong password, commands fail with exit 77 and one
+// error[permission] line that names the registry and says how to log in,
+// and write nothing.
 func TestOCIAuth(t *testing.T) {
 	reg := testregistry.Start(t, testregistry.WithAuth("alice", "open sesame"))
 	m := newOCIMirror(t, reg) // writes its Docker config first
@@ -473,11 +474,14 @@ func TestOCIAuth(t *testing.T) {
 	for _, cfg := range []struct{ name, dir string }{{"no credentials", m.path("nodocker")}, {"wrong password", wrong}} {
 		for _, args := range [][]string{{"list"}, {"verify"}, {"install", "hello:v0.0.1"}, publish} {
 			r := m.runEnv([]string{"DOCKER_CONFIG=" + cfg.dir}, args...)
-			if r.code == 0 {
-				t.Errorf("%s: mirror %v succeeded", cfg.name, args)
+			if r.code != 77 {
+				t.Errorf("%s: mirror %v: exit %d, want 77 (access denied): %s", cfg.name, args, r.code, r.stderr)
 				continue
 			}
 			checkOneLine(t, r, reg.Host())
+			if !strings.Contains(r.stderr, "mirror: error[permission]: ") {
+				t.Errorf("%s: mirror %v: the error line lacks the token error[permission]: %q", cfg.name, args, r.stderr)
+			}
 			if !strings.Contains(strings.ToLower(r.stderr), "login") {
 				t.Errorf("%s: mirror %v does not say how to log in: %q", cfg.name, args, r.stderr)
 			}

@@ -199,8 +199,8 @@ func privateBody(t *testing.T, keyFile string) string {
 // TestRemoteSignerOwner: the owner's key lives only on a signer host; a
 // publish signs through `mirror signer serve` over mutual TLS and installs.
 // Clients without a certificate, with one from another CA, or asking to
-// sign a component outside their allow-list are refused with one line,
-// nothing is signed and the mirror is unchanged. The private key shows in
+// sign a component outside their allow-list are refused with one line and
+// exit 77 (access denied), nothing is signed and the mirror is unchanged. The private key shows in
 // none of the signer's output, logs or answers.
 func TestRemoteSignerOwner(t *testing.T) {
 	s := newMirror(t)
@@ -225,7 +225,7 @@ func TestRemoteSignerOwner(t *testing.T) {
 	}
 	for _, r := range refusals {
 		t.Run(r.name, func(t *testing.T) {
-			s.fail(1, r.want, "publish", "hello", "v0.0.2", tarball, "hello", "--signer", r.ref)
+			s.fail(77, r.want, "publish", "hello", "v0.0.2", tarball, "hello", "--signer", r.ref)
 			if treeDigest(t, s.path("m")) != before {
 				t.Error("a refused publish changed the mirror")
 			}

@@ -41,6 +41,10 @@ type Env struct {
 	EnvMirror string
 	// Backend forces a backend plugin by name (--backend).
 	Backend string
+	// BackendOptions are the settings every backend plugin is opened with
+	// (--backend-option KEY=VALUE, sdk.Config.Options); nil for none. A
+	// plugin refuses a key it does not know.
+	BackendOptions map[string]string
 	// KeyDir is where the mirror's own role keys are (--key-dir).
 	KeyDir string
 	// Signers are signer references (--signer, e.g. a remote signer's
@@ -53,6 +57,16 @@ type Env struct {
 	Plugins *pluginhost.Host
 	// Clock tells the time.
 	Clock trust.Clock
+
+	// signerRefs are the Signers, opened once per run; see signerRefSet.
+	signerRefs signerRefSet
+}
+
+// Close stops the plugins the Env keeps for the whole run (the --signer
+// signers). Whoever made the Env closes it once the run's verbs are done.
+func (e *Env) Close() error {
+	e.closeSignerRefs()
+	return nil
 }
 
 // Address returns the mirror to use: --mirror, else TIUP_MIRRORS, else what
@@ -173,9 +187,21 @@ func (e *Env) keyDir(addr string) string {
 // DefaultKey is the stock client's default signing key.
 func (e *Env) DefaultKey() string { return filepath.Join(e.Home, "keys", "private.json") }
 
-// openBackend starts the backend plugin for addr.
+// OpenBackend starts the backend plugin for addr, with --backend and the
+// --backend-option settings. A plugin judges only what the user gave when
+// it opens (the address and the options: it opens without contacting its
+// store), so its refusal, an error wrapping fs.ErrInvalid, is a usage error.
+func (e *Env) OpenBackend(ctx context.Context, addr string) (*host.Backend, error) {
+	b, err := e.Plugins.OpenBackend(ctx, addr, e.Backend, e.BackendOptions)
+	if errors.Is(err, fs.ErrInvalid) {
+		return nil, fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	return b, err
+}
+
+// openBackend is OpenBackend, under the name this package's verbs call.
 func (e *Env) openBackend(ctx context.Context, addr string) (*host.Backend, error) {
-	return e.Plugins.OpenBackend(ctx, addr, e.Backend, nil)
+	return e.OpenBackend(ctx, addr)
 }
 
 // openSigner starts a signer plugin for a key reference (a key file path or

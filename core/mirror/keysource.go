@@ -20,19 +20,14 @@ import (
 // (Env.Signers) by key ID, then in a key directory by tiup's file-name rule
 // (<first 16 hex of the key ID>-<role>.json). It signs through signer
 // plugins, so the private key bytes stay in the plugin process, or on the
-// remote signer's machine.
+// remote signer's machine. The --signer signers are the Env's, shared with
+// the owner keys of the same run; dirKeys stops only the ones it started.
 type dirKeys struct {
 	env *Env
 	dir string
 
 	mu      sync.Mutex
 	signers map[string]*host.Signer
-
-	// refs are the --signer signers by key ID, opened on first need.
-	refsMu   sync.Mutex
-	refsDone bool
-	refs     map[string]*host.Signer
-	refsErr  error
 }
 
 func newDirKeys(env *Env, dir string) *dirKeys {
@@ -48,11 +43,11 @@ func (k *dirKeys) Signer(ctx context.Context, keyID string) (sdk.Signer, error) 
 		return s, nil
 	}
 	if len(k.env.Signers) > 0 {
-		refs, err := k.openRefs(ctx)
+		refs, err := k.env.openSignerRefs(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if s, ok := refs[keyID]; ok {
+		if s := refs.byKey(keyID); s != nil {
 			return s, nil
 		}
 	}
@@ -108,23 +103,8 @@ func (k *dirKeys) Prepare(ctx context.Context, keyIDs []string) {
 	wg.Wait()
 }
 
-// openRefs opens the --signer signers once, all at once; later calls
-// return the same signers, or the same error.
-func (k *dirKeys) openRefs(ctx context.Context) (map[string]*host.Signer, error) {
-	k.refsMu.Lock()
-	defer k.refsMu.Unlock()
-	if !k.refsDone {
-		k.refsDone = true
-		signers, ids, err := k.env.openSignerRefs(ctx)
-		k.refs, k.refsErr = map[string]*host.Signer{}, err
-		for i, s := range signers {
-			k.refs[ids[i]] = s
-		}
-	}
-	return k.refs, k.refsErr
-}
-
-// Close stops the signer plugins.
+// Close stops the signer plugins of the key directory; the --signer ones
+// are the Env's to stop.
 func (k *dirKeys) Close() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -132,19 +112,14 @@ func (k *dirKeys) Close() {
 		s.Close()
 		delete(k.signers, id)
 	}
-	k.refsMu.Lock()
-	defer k.refsMu.Unlock()
-	for id, s := range k.refs {
-		s.Close()
-		delete(k.refs, id)
-	}
 }
 
 // ServeKeys returns the key source `mirror serve` signs with: the --signer
 // signers, opened now so that one that cannot be reached stops the start,
 // then the key directory RoleKeys finds. where says where the keys are, for
 // the start-up line; ks is nil when there are neither signers nor a key
-// directory. close stops the signer plugins.
+// directory. close stops the key directory's signer plugins; Env.Close
+// stops the --signer ones.
 func (e *Env) ServeKeys(ctx context.Context, addr string) (ks publish.KeySource, where string, close func(), err error) {
 	rk, dir, closeRK := e.RoleKeys(addr)
 	if len(e.Signers) == 0 {
@@ -157,13 +132,13 @@ func (e *Env) ServeKeys(ctx context.Context, addr string) (ks publish.KeySource,
 	if dk == nil {
 		dk = newDirKeys(e, "")
 	}
-	refs, err := dk.openRefs(ctx)
+	refs, err := e.openSignerRefs(ctx)
 	if err != nil {
 		dk.Close()
 		return nil, "", func() {}, err
 	}
-	ids := make([]string, 0, len(refs))
-	for id := range refs {
+	ids := make([]string, 0, len(refs.ids))
+	for _, id := range refs.ids {
 		ids = append(ids, id[:16])
 	}
 	slices.Sort(ids)
@@ -174,11 +149,68 @@ func (e *Env) ServeKeys(ctx context.Context, addr string) (ks publish.KeySource,
 	return dk, where, dk.Close, nil
 }
 
-// openSignerRefs opens every --signer reference, concurrently (a plugin
+// signerRefSet is a run's --signer signers. Each reference is opened once,
+// on first need, and shared by everything the run signs with: the owner
+// keys (ownerSigners), the role keys (dirKeys), rotate's signatures
+// (signWithSignerRefs). So a remote signer costs one TLS handshake per run
+// and a local one one process, however many manifests they sign. Env.Close
+// stops them.
+type signerRefSet struct {
+	mu     sync.Mutex
+	opened bool
+	refs   signerRefs
+	err    error
+}
+
+// signerRefs are the opened --signer signers. They are never changed once
+// made, so callers read them without a lock.
+type signerRefs struct {
+	// signers holds one signer per distinct key, in the order given; ids
+	// are their key IDs.
+	signers []*host.Signer
+	ids     []string
+	// refIDs is the key ID of each reference of Env.Signers, in its order,
+	// including a reference dropped for naming a key already opened.
+	refIDs []string
+}
+
+// byKey returns the signer of a key ID, or nil.
+func (r signerRefs) byKey(keyID string) *host.Signer {
+	if i := slices.Index(r.ids, keyID); i >= 0 {
+		return r.signers[i]
+	}
+	return nil
+}
+
+// openSignerRefs returns the run's --signer signers, opening them on the
+// first call; later calls return the same signers, or the same error. The
+// signers are the Env's: Env.Close stops them, callers must not.
+func (e *Env) openSignerRefs(ctx context.Context) (signerRefs, error) {
+	set := &e.signerRefs
+	set.mu.Lock()
+	defer set.mu.Unlock()
+	if !set.opened {
+		set.opened = true
+		set.refs, set.err = e.openEachSignerRef(ctx)
+	}
+	return set.refs, set.err
+}
+
+// closeSignerRefs stops the run's --signer signers; a later need opens them
+// again.
+func (e *Env) closeSignerRefs() {
+	set := &e.signerRefs
+	set.mu.Lock()
+	defer set.mu.Unlock()
+	closeSigners(set.refs.signers)
+	set.opened, set.refs, set.err = false, signerRefs{}, nil
+}
+
+// openEachSignerRef opens every --signer reference, concurrently (a plugin
 // takes tens of milliseconds to start, a remote one a TLS handshake more),
-// and returns them with their key IDs, in the order given. A reference
-// naming a key already opened is dropped.
-func (e *Env) openSignerRefs(ctx context.Context) ([]*host.Signer, []string, error) {
+// and reads their key IDs. A reference naming a key already opened is
+// stopped again.
+func (e *Env) openEachSignerRef(ctx context.Context) (signerRefs, error) {
 	signers := make([]*host.Signer, len(e.Signers))
 	ids := make([]string, len(e.Signers))
 	errs := make([]error, len(e.Signers))
@@ -197,18 +229,17 @@ func (e *Env) openSignerRefs(ctx context.Context) ([]*host.Signer, []string, err
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		closeSigners(signers)
-		return nil, nil, err
+		return signerRefs{}, err
 	}
-	var keptS []*host.Signer
-	var keptIDs []string
+	r := signerRefs{refIDs: ids}
 	for i, s := range signers {
-		if slices.Contains(keptIDs, ids[i]) {
+		if slices.Contains(r.ids, ids[i]) {
 			s.Close()
 			continue
 		}
-		keptS, keptIDs = append(keptS, s), append(keptIDs, ids[i])
+		r.signers, r.ids = append(r.signers, s), append(r.ids, ids[i])
 	}
-	return keptS, keptIDs, nil
+	return r, nil
 }
 
 // signerKeyID reads the key ID of an opened signer.
@@ -226,23 +257,22 @@ func signerKeyID(ctx context.Context, s *host.Signer, ref string) (string, error
 
 // ownerSignersFromRefs picks the owner keys among the --signer signers:
 // those whose key is none of the mirror's role keys (root, index, snapshot,
-// timestamp), which belong to dirKeys. The role keys come from the
+// timestamp), which are left for dirKeys. The role keys come from the
 // mirror's newest root; when it cannot be read (`mirror sign FILE` needs no
 // mirror), every --signer signer counts.
 func (e *Env) ownerSignersFromRefs(ctx context.Context) ([]*host.Signer, []string, error) {
-	signers, ids, err := e.openSignerRefs(ctx)
+	refs, err := e.openSignerRefs(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	roles := e.roleKeyIDs(ctx)
 	var keptS []*host.Signer
 	var keptIDs []string
-	for i, s := range signers {
-		if roles[ids[i]] {
-			s.Close()
+	for i, s := range refs.signers {
+		if roles[refs.ids[i]] {
 			continue
 		}
-		keptS, keptIDs = append(keptS, s), append(keptIDs, ids[i])
+		keptS, keptIDs = append(keptS, s), append(keptIDs, refs.ids[i])
 	}
 	return keptS, keptIDs, nil
 }
@@ -268,39 +298,53 @@ func writeRoleKey(dir string, k *keys.PrivateKey, role string) error {
 	return k.WriteFile(filepath.Join(dir, keys.KeyFileName(k.ID(), role)))
 }
 
-// ownerSigners opens the signers named by -k; without -k, the --signer
-// signers that hold no role key of the mirror (see ownerSignersFromRefs),
-// and when there are none of those either, the default key.
-func (e *Env) ownerSigners(ctx context.Context, refs []string) ([]*host.Signer, []string, error) {
+// ownerSigners opens the signers named by -k (a -k reference also given as
+// --signer is the run's signer of it, not a second one); without -k, the
+// --signer signers that hold no role key of the mirror (see
+// ownerSignersFromRefs), and when there are none of those either, the
+// default key. release stops the signers this call started; the --signer
+// ones stay up for the rest of the run, until Env.Close.
+func (e *Env) ownerSigners(ctx context.Context, refs []string) (signers []*host.Signer, ids []string, release func(), err error) {
 	if len(refs) == 0 && len(e.Signers) > 0 {
 		signers, ids, err := e.ownerSignersFromRefs(ctx)
 		if err != nil || len(signers) > 0 {
-			return signers, ids, err
+			return signers, ids, func() {}, err
 		}
 	}
 	if len(refs) == 0 {
 		refs = []string{e.DefaultKey()}
 	}
-	var signers []*host.Signer
-	var ids []string
+	var started []*host.Signer
+	release = func() { closeSigners(started) }
 	for _, ref := range refs {
+		if i := slices.Index(e.Signers, ref); i >= 0 {
+			opened, err := e.openSignerRefs(ctx)
+			if err != nil {
+				release()
+				return nil, nil, nil, err
+			}
+			id := opened.refIDs[i]
+			signers, ids = append(signers, opened.byKey(id)), append(ids, id)
+			continue
+		}
 		s, err := e.openSigner(ctx, ref)
 		if err != nil {
-			closeSigners(signers)
-			return nil, nil, err
+			release()
+			return nil, nil, nil, err
 		}
+		started = append(started, s)
 		id, err := signerKeyID(ctx, s, ref)
 		if err != nil {
-			s.Close()
-			closeSigners(signers)
-			return nil, nil, err
+			release()
+			return nil, nil, nil, err
 		}
 		signers = append(signers, s)
 		ids = append(ids, id)
 	}
-	return signers, ids, nil
+	return signers, ids, release, nil
 }
 
+// closeSigners stops signers.
 func closeSigners(ss []*host.Signer) {
 	for _, s := range ss {
 		if s != nil {

@@ -131,11 +131,11 @@ func Merge(ctx context.Context, env *Env, opts MergeOptions) (*MergeResult, erro
 		seen[addrs[i]] = true
 	}
 
-	signers, ids, err := env.ownerSigners(ctx, opts.Keys)
+	signers, ids, release, err := env.ownerSigners(ctx, opts.Keys)
 	if err != nil {
 		return nil, err
 	}
-	defer closeSigners(signers)
+	defer release()
 
 	var sources []*mergeSource
 	defer func() {

@@ -62,11 +62,11 @@ func Modify(ctx context.Context, env *Env, opts ModifyOptions) (*ModifyResult, e
 			return nil, fmt.Errorf("%w: version: %v", ErrUsage, err)
 		}
 	}
-	signers, ids, err := env.ownerSigners(ctx, opts.Keys)
+	signers, ids, release, err := env.ownerSigners(ctx, opts.Keys)
 	if err != nil {
 		return nil, err
 	}
-	defer closeSigners(signers)
+	defer release()
 
 	res := &ModifyResult{Component: id, Version: version}
 	err = env.update(ctx, func(ctx context.Context, tx *publish.Txn) error {

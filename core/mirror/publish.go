@@ -79,16 +79,18 @@ func Publish(ctx context.Context, env *Env, opts PublishOptions) (*PublishResult
 		return digest{sums, size}, err
 	})
 	go hashed()
-	signers, ids, err := env.ownerSigners(ctx, opts.Keys)
+	signers, ids, release, err := env.ownerSigners(ctx, opts.Keys)
 	if err != nil {
 		return nil, err
 	}
-	defer closeSigners(signers)
+	defer release()
 
 	platform := manifest.Platform(opts.OS, opts.Arch)
 	name := manifest.TarballName(opts.Component, opts.Version, opts.OS, opts.Arch)
 	res := &PublishResult{URL: "/" + name}
-	err = env.update(ctx, func(ctx context.Context, tx *publish.Txn) error {
+	// The tarball is uploaded while the writer lock is taken, where the
+	// backend can stage it (an OCI registry's lease settles for a second).
+	err = env.updateAhead(ctx, []string{opts.Tarball}, func(ctx context.Context, tx *publish.Txn) error {
 		res.Unchanged = false
 		d, err := hashed()
 		if err != nil {

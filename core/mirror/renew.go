@@ -59,11 +59,11 @@ func Renew(ctx context.Context, env *Env, opts RenewOptions) (*RenewResult, erro
 		return nil, fmt.Errorf("%w: component: %v", ErrUsage, err)
 	}
 	lifetime := lifetimeDays(opts.Days, manifest.LifetimeComponent)
-	signers, ids, err := env.ownerSigners(ctx, opts.Keys)
+	signers, ids, release, err := env.ownerSigners(ctx, opts.Keys)
 	if err != nil {
 		return nil, err
 	}
-	defer closeSigners(signers)
+	defer release()
 	res := &RenewResult{Name: opts.Component}
 	err = env.update(ctx, func(ctx context.Context, tx *publish.Txn) error {
 		c, _, err := ownedComponent(ctx, tx, opts.Component, ids)

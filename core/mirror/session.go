@@ -291,11 +291,11 @@ func base62(n uint64) string {
 // URL, or "" when none was needed.
 func collectSignatures(ctx context.Context, env *Env, opts SessionOptions, signWith []string, envl *manifest.Envelope, pol *sessionPolicy, what string) (string, error) {
 	if len(signWith) > 0 {
-		signers, ids, err := env.ownerSigners(ctx, signWith)
+		signers, ids, release, err := env.ownerSigners(ctx, signWith)
 		if err != nil {
 			return "", err
 		}
-		defer closeSigners(signers)
+		defer release()
 		for i, s := range signers {
 			if _, ok := pol.accepted[ids[i]]; !ok {
 				return "", fmt.Errorf("%w: %s: --sign-with key %s is not one of the keys that sign it", ErrUsage, what, ids[i][:16])
@@ -323,18 +323,18 @@ func collectSignatures(ctx context.Context, env *Env, opts SessionOptions, signW
 
 // signWithSignerRefs adds the signatures of the --signer keys that sign
 // envl and have not signed it yet; the other --signer keys are left alone,
-// since they are there for other roles.
+// since they are there for other roles. The signers stay up: the run's
+// snapshot and timestamp may need them next.
 func signWithSignerRefs(ctx context.Context, env *Env, envl *manifest.Envelope, pol *sessionPolicy, what string) error {
 	if len(env.Signers) == 0 {
 		return nil
 	}
-	signers, ids, err := env.openSignerRefs(ctx)
+	refs, err := env.openSignerRefs(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeSigners(signers)
-	for i, s := range signers {
-		if _, ok := pol.accepted[ids[i]]; !ok || hasSignature(envl, ids[i]) {
+	for i, s := range refs.signers {
+		if _, ok := pol.accepted[refs.ids[i]]; !ok || hasSignature(envl, refs.ids[i]) {
 			continue
 		}
 		if err := publish.SignWith(ctx, envl, s); err != nil {

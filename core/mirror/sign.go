@@ -151,11 +151,11 @@ func addSignatures(ctx context.Context, env *Env, opts SignOptions, envl *manife
 	if !bytes.Equal(canon, envl.Signed) {
 		envl.Signed, res.Recanonicalized = canon, true
 	}
-	signers, ids, err := env.ownerSigners(ctx, opts.Keys)
+	signers, ids, release, err := env.ownerSigners(ctx, opts.Keys)
 	if err != nil {
 		return nil, err
 	}
-	defer closeSigners(signers)
+	defer release()
 	given := map[string]bool{}
 	for _, id := range ids {
 		if hasSignature(envl, id) || given[id] {

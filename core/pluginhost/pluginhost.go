@@ -190,8 +190,9 @@ func validName(s string) bool {
 }
 
 // OpenBackend starts the backend plugin for address (see ResolveBackend),
-// once its executable passes CheckPin, and opens it with opts. The caller
-// closes the returned backend.
+// once its executable passes CheckPin, and opens it with the options of
+// opts that are meant for it (see OptionsFor). The caller closes the
+// returned backend.
 func (h *Host) OpenBackend(ctx context.Context, address, backendName string, opts map[string]string) (*host.Backend, error) {
 	p, err := h.ResolveBackend(address, backendName)
 	if err != nil {
@@ -200,7 +201,29 @@ func (h *Host) OpenBackend(ctx context.Context, address, backendName string, opt
 	if err := h.CheckPin(p); err != nil {
 		return nil, err
 	}
-	return host.StartBackend(ctx, p.Command(), sdk.Config{Address: p.Address, Options: opts}, h.logger(p))
+	return host.StartBackend(ctx, p.Command(), sdk.Config{Address: p.Address, Options: OptionsFor(p.Name, opts)}, h.logger(p))
+}
+
+// OptionsFor picks the options meant for the plugin name: a key written
+// NAME:KEY goes to plugin NAME only, as KEY; a plain KEY goes to every
+// plugin. A command that opens two backends (clone from http:// to oci://)
+// can so give one of them options the other would refuse as unknown. nil
+// when none are left.
+func OptionsFor(name string, opts map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range opts {
+		if scope, key, ok := strings.Cut(k, ":"); ok {
+			if scope != name {
+				continue
+			}
+			k = key
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // OpenSigner starts the signer plugin for ref (see ResolveSigner), once its

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -290,4 +291,19 @@ func TestOpenPlugins(t *testing.T) {
 			t.Fatalf("OpenBackend(absent://x) = %v, want fs.ErrNotExist", err)
 		}
 	})
+}
+
+func TestOptionsFor(t *testing.T) {
+	opts := map[string]string{"chunk-size": "1048576", "oci:lease-settle": "2s", "http:x": "1"}
+	got := OptionsFor("oci", opts)
+	want := map[string]string{"chunk-size": "1048576", "lease-settle": "2s"}
+	if !maps.Equal(got, want) {
+		t.Errorf("oci: got %v, want %v", got, want)
+	}
+	if got := OptionsFor("fs", map[string]string{"oci:chunk-size": "1"}); got != nil {
+		t.Errorf("fs: got %v, want none", got)
+	}
+	if got := OptionsFor("fs", nil); got != nil {
+		t.Errorf("no options: got %v", got)
+	}
 }

@@ -48,6 +48,11 @@ var _ sdk.Backend = (*backend)(nil)
 // relative PATH is relative to the working directory, which the plugin
 // shares with the mirror command that started it.
 func open(_ context.Context, cfg sdk.Config) (sdk.Backend, error) {
+	// A key this backend does not know is refused, not ignored: a typo in
+	// --backend-option must not pass silently.
+	for k := range cfg.Options {
+		return nil, fmt.Errorf("open memdir: unknown option %s; the memdir backend takes none: %w", k, fs.ErrInvalid)
+	}
 	p := cfg.Address
 	if rest, ok := strings.CutPrefix(p, "memdir://"); ok {
 		p = rest

@@ -95,6 +95,12 @@ func TestOpenAddress(t *testing.T) {
 			}
 		})
 	}
+	t.Run("unknown option", func(t *testing.T) {
+		_, err := open(t.Context(), sdk.Config{Address: "memdir:///srv/m", Options: map[string]string{"colour": "blue"}})
+		if !errors.Is(err, fs.ErrInvalid) || !strings.Contains(err.Error(), "colour") {
+			t.Fatalf("open with option colour = %v, want an error wrapping fs.ErrInvalid naming it", err)
+		}
+	})
 }
 
 // TestFlatLayout pins the on-disk layout: one escaped file per object and

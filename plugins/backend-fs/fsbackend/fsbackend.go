@@ -33,10 +33,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -87,8 +89,13 @@ func New(root string) *Backend {
 }
 
 // Open is the sdk.BackendFactory of the fs backend. cfg.Address is an
-// absolute directory path, optionally written as a file:// URL.
+// absolute directory path, optionally written as a file:// URL. The backend
+// has no options, and refuses any rather than ignore a misspelt one or one
+// meant for another backend.
 func Open(ctx context.Context, cfg sdk.Config) (sdk.Backend, error) {
+	if len(cfg.Options) > 0 {
+		return nil, fmt.Errorf("open fs backend: unknown option %s; the fs backend takes none: %w", strings.Join(slices.Sorted(maps.Keys(cfg.Options)), ", "), fs.ErrInvalid)
+	}
 	dir, err := parseAddress(cfg.Address)
 	if err != nil {
 		return nil, err

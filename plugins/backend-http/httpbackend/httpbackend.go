@@ -26,11 +26,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -135,8 +137,12 @@ var (
 
 // Open is the sdk.BackendFactory of the http backend. cfg.Address is the
 // mirror's base URL, http or https, optionally with user:password.
-// The EnvXxx variables tune it.
+// The EnvXxx variables tune it; it has no options, and refuses any rather
+// than ignore a misspelt one or one meant for another backend.
 func Open(ctx context.Context, cfg sdk.Config) (sdk.Backend, error) {
+	if len(cfg.Options) > 0 {
+		return nil, fmt.Errorf("open http backend: unknown option %s; the http backend takes none (its settings are the MIRROR_HTTP_* environment variables): %w", strings.Join(slices.Sorted(maps.Keys(cfg.Options)), ", "), fs.ErrInvalid)
+	}
 	opts, err := optionsFromEnv(os.Getenv)
 	if err != nil {
 		return nil, err

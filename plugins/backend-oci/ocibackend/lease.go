@@ -252,14 +252,9 @@ func (h *heldLease) renew() {
 		}
 		if err := h.renewOnce(interval); err != nil {
 			h.mu.Lock()
-			expired := time.Since(h.lastGood) >= b.leaseTTL-b.lostMargin()
-			if expired && h.lost == nil {
-				h.lost = fmt.Errorf("the writer lease %s on %s lapsed: no renewal reached the registry for %v (%v); nothing more is written, run again: %w",
-					h.name, b.c.repo.Name(), time.Since(h.lastGood).Round(time.Second), err, sdk.ErrConflict)
-				b.log.Error("lease lost", "lease", h.name, "error", err)
-			}
+			lost := h.lapsedLocked(err)
 			h.mu.Unlock()
-			if expired {
+			if lost != nil {
 				return
 			}
 			wait = interval / 4
@@ -284,9 +279,9 @@ func (h *heldLease) renewOnce(timeout time.Duration) error {
 	}()
 	start := time.Now()
 	h.mu.Lock()
-	if h.lost != nil || time.Since(h.lastGood) >= b.leaseTTL-b.lostMargin() {
+	if err := h.lapsedLocked(nil); err != nil {
 		h.mu.Unlock()
-		return errors.New("too late to renew")
+		return err
 	}
 	rec := leaseRecord{Holder: h.holder, Seq: h.seq + 1, Owner: owner(), Expires: b.now().Add(b.leaseTTL)}
 	h.mu.Unlock()
@@ -311,10 +306,31 @@ func (h *heldLease) renewOnce(timeout time.Duration) error {
 func (h *heldLease) healthy() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.lost == nil && time.Since(h.lastGood) >= h.b.leaseTTL-h.b.lostMargin() {
-		h.lost = fmt.Errorf("the writer lease %s on %s lapsed: no renewal reached the registry for %v; nothing more is written, run again: %w",
-			h.name, h.b.c.repo.Name(), time.Since(h.lastGood).Round(time.Second), sdk.ErrConflict)
+	return h.lapsedLocked(nil)
+}
+
+// lapsedLocked is the one judge of a lost lease: once no renewal has landed
+// for TTL minus the margin, a waiter may soon take the lease over, so the
+// lease is marked lost for good and every later write refused. It returns
+// that error, or nil while the lease holds. cause is the failed renewal
+// that found it, named in the message; nil when a write or a renewal's own
+// check found it. h.mu must be held.
+func (h *heldLease) lapsedLocked(cause error) error {
+	if h.lost != nil {
+		return h.lost
 	}
+	b := h.b
+	since := time.Since(h.lastGood)
+	if since < b.leaseTTL-b.lostMargin() {
+		return nil
+	}
+	why := ""
+	if cause != nil {
+		why = fmt.Sprintf(" (%v)", cause)
+	}
+	h.lost = fmt.Errorf("the writer lease %s on %s lapsed: no renewal reached the registry for %v%s; nothing more is written, run again: %w",
+		h.name, b.c.repo.Name(), since.Round(time.Second), why, sdk.ErrConflict)
+	b.log.Error("lease lost", "lease", h.name, "error", cause)
 	return h.lost
 }
 

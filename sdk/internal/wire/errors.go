@@ -27,6 +27,10 @@ var errorTable = []struct {
 	{fs.ErrInvalid, codes.InvalidArgument},
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
+	// Added after the first release: a host from before it takes the code
+	// for a broken connection (sdk/host conn.wrap) and still shows the
+	// plugin's message, which says how to log in.
+	{fs.ErrPermission, codes.PermissionDenied},
 }
 
 // ToStatus turns an implementation's error into a gRPC status error whose

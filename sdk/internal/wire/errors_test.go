@@ -28,6 +28,7 @@ func TestErrorTable(t *testing.T) {
 		{"invalid", fs.ErrInvalid, codes.InvalidArgument, fs.ErrInvalid},
 		{"canceled", context.Canceled, codes.Canceled, context.Canceled},
 		{"deadline", context.DeadlineExceeded, codes.DeadlineExceeded, context.DeadlineExceeded},
+		{"permission", fmt.Errorf("registry r needs credentials: %w", fs.ErrPermission), codes.PermissionDenied, fs.ErrPermission},
 		{"wrapped twice", fmt.Errorf("get a: %w", fmt.Errorf("open: %w", sdk.ErrNotFound)), codes.NotFound, sdk.ErrNotFound},
 		{"anything else", errors.New("disk on fire"), codes.Unknown, nil},
 	}

@@ -15,8 +15,9 @@ import (
 // prefix of the error line: the trust.Class of a verification failure
 // (rollback, freeze, signature, threshold, mix-and-match, length, hash,
 // root-chain, malformed, unsafe-path), "timeout" or "transport" for a fetch
-// that failed, "" for errors that are neither (usage, not found, conflict,
-// local I/O). Scripts and the attack suite match the token, never the
+// that failed, "permission" for access refused (a registry or a signer
+// refused the credentials, or the system a file), "" for errors that are
+// none of these (usage, not found, conflict, other local I/O). Scripts and the attack suite match the token, never the
 // message text after it.
 func errorClass(err error) string {
 	c := trust.ClassOf(err)
@@ -33,6 +34,8 @@ func errorClass(err error) string {
 		return string(trust.ClassHash)
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
+	case errors.Is(err, fs.ErrPermission):
+		return classPermission
 	case errors.Is(err, mirror.ErrUsage), errors.Is(err, fs.ErrNotExist), errors.Is(err, sdk.ErrConflict):
 		return ""
 	case c == trust.ClassTransport:
@@ -42,6 +45,9 @@ func errorClass(err error) string {
 	}
 	return ""
 }
+
+// classPermission is the token of ExitDenied.
+const classPermission = "permission"
 
 // errorToken is the prefix of the error line: "error[CLASS]: ", or "" for
 // an error without a class.

@@ -32,6 +32,10 @@ const (
 	ExitConflict  = 4
 	ExitNotFound  = 5
 	ExitUsage     = 64
+	// ExitDenied is sysexits' EX_NOPERM, as ExitUsage is its EX_USAGE: a
+	// registry or a signer refused the credentials (or asked for some),
+	// or the system refused access to a file.
+	ExitDenied = 77
 )
 
 // ExitCode maps an error to the documented exit code.
@@ -48,6 +52,8 @@ func ExitCode(err error) int {
 		return ExitConflict
 	case errors.Is(err, fs.ErrNotExist):
 		return ExitNotFound
+	case errors.Is(err, fs.ErrPermission):
+		return ExitDenied
 	default:
 		return ExitError
 	}
@@ -57,6 +63,9 @@ type app struct {
 	env            *mirror.Env
 	stdout, stderr io.Writer
 	verbose        bool
+	// backendOptions are the --backend-option flags, merged with
+	// MIRROR_BACKEND_OPTIONS into env.BackendOptions by setup.
+	backendOptions []string
 }
 
 // Run runs the tool with args and returns the exit code. Errors are printed
@@ -71,6 +80,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
+	// The plugins the Env keeps for the whole run (the --signer signers)
+	// stop once the command is done, a serve included.
+	a.env.Close()
 	// cobra reports an unknown command with an untyped error; it is a usage
 	// error all the same.
 	if err != nil && strings.HasPrefix(err.Error(), "unknown command") {
@@ -101,7 +113,8 @@ plugin by name.
 
 Exit codes: 0 done; 1 error; 3 untrusted (a signature, threshold, expiry,
 version, length or hash check failed, or an archive entry tried to escape);
-4 conflict (a concurrent change won; run again); 5 not found; 64 usage.`,
+4 conflict (a concurrent change won; run again); 5 not found; 64 usage;
+77 access denied (log in to the registry, or check the signer's allow-list).`,
 		Example: `  mirror init ./m && mirror set ./m
   mirror genkey && mirror grant alice
   mirror package hello.sh --name hello --release v0.0.1
@@ -117,6 +130,7 @@ version, length or hash check failed, or an archive entry tried to escape);
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.env.Mirror, "mirror", "", "mirror address (path, file://, http(s)://, oci://)")
 	pf.StringVar(&a.env.Backend, "backend", "", "backend plugin to use, by name (fs, http, oci, or a third-party NAME for mirror-backend-NAME)")
+	pf.StringArrayVar(&a.backendOptions, "backend-option", nil, "KEY=VALUE setting for every backend plugin opened (repeatable; oci: chunk-size, mount-from, insecure, lease-ttl, lease-settle); wins over "+backendOptionsEnv)
 	pf.StringVar(&a.env.KeyDir, "key-dir", "", "directory holding the mirror's role keys (default: what init recorded, else MIRROR/keys)")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log plugin activity to stderr")
 	pf.StringArrayVar(&a.env.Signers, "signer", nil, "signer reference (e.g. remote+https://HOST:PORT?cert=..&key=..&ca=..) that signs for its key, role or owner, before the key directory (repeatable)")
@@ -140,6 +154,11 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 	}
 	a.env.Home = home
 	a.env.EnvMirror = os.Getenv("TIUP_MIRRORS")
+	opts, err := backendOptions(os.Getenv(backendOptionsEnv), a.backendOptions)
+	if err != nil {
+		return err
+	}
+	a.env.BackendOptions = opts
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)

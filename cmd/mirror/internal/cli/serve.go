@@ -54,7 +54,7 @@ The owner's threshold of signatures is enforced. --read-only turns it off.`,
 				a.env.KeyDir = keyDir
 			}
 			ctx := cmd.Context()
-			b, err := a.env.Plugins.OpenBackend(ctx, addr, a.env.Backend, nil)
+			b, err := a.env.OpenBackend(ctx, addr)
 			if err != nil {
 				return fmt.Errorf("serve %s: %w", redactAddress(addr), err)
 			}

@@ -1097,12 +1097,12 @@ func hasLocalFiles(ctx context.Context, b sdk.Backend) bool {
 func hasSHA256(ctx context.Context, b sdk.Backend, key, sum string) (bool, error) {
 	rc, err := repo.OpenObject(ctx, b, key)
 	if err != nil {
-		return false, fmt.Errorf("clone %s: %w", key, err)
+		return false, fmt.Errorf("read %s: %w", key, err)
 	}
 	defer rc.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, rc); err != nil {
-		return false, fmt.Errorf("clone %s: %w", key, err)
+		return false, fmt.Errorf("read %s: %w", key, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)) == sum, nil
 }
@@ -1126,7 +1126,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // stable tiup tarball the clone holds for each platform, and the installer
 // script. Files already there with the same content are left alone.
 func writeOfflineFiles(ctx context.Context, dst sdk.Backend, plan *clonePlan) error {
-	if p, ok := plan.comps["tiup"]; ok {
+	if p, ok := plan.comps[tiupComponent]; ok {
 		platforms := make([]string, 0, len(p.c.Platforms))
 		for platform := range p.c.Platforms {
 			platforms = append(platforms, platform)
@@ -1141,7 +1141,7 @@ func writeOfflineFiles(ctx context.Context, dst sdk.Backend, plan *clonePlan) er
 			item := p.c.Platforms[platform][v]
 			from := strings.TrimPrefix(item.URL, "/")
 			open := func() (io.ReadCloser, error) { return repo.OpenObject(ctx, dst, from) }
-			key := "tiup-" + goos + "-" + goarch + ".tar.gz"
+			key := tiupCopyName(goos, goarch)
 			if err := putIfChanged(ctx, dst, key, int64(item.Length), item.Hashes["sha256"], open); err != nil {
 				return err
 			}
@@ -1166,6 +1166,14 @@ func writeOfflineFiles(ctx context.Context, dst sdk.Backend, plan *clonePlan) er
 	return nil
 }
 
+// tiupComponent is the component of TiUP itself, whose newest stable
+// tarball of each platform a mirror also keeps unversioned (tiupCopyName).
+const tiupComponent = "tiup"
+
+// tiupCopyName is the unversioned copy of the newest stable tiup tarball of
+// a platform, which install.sh and local_install.sh unpack.
+func tiupCopyName(goos, goarch string) string { return "tiup-" + goos + "-" + goarch + ".tar.gz" }
+
 // putIfChanged stores the stream open gives under key unless the target
 // already has that content; the Put checks size and sha256 on the way.
 func putIfChanged(ctx context.Context, dst sdk.Backend, key string, size int64, sum string, open func() (io.ReadCloser, error)) error {
@@ -1179,15 +1187,15 @@ func putIfChanged(ctx context.Context, dst sdk.Backend, key string, size int64, 
 			}
 		}
 	case !errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("clone %s: %w", key, err)
+		return fmt.Errorf("write %s: %w", key, err)
 	}
 	rc, err := open()
 	if err != nil {
-		return fmt.Errorf("clone %s: %w", key, err)
+		return fmt.Errorf("write %s: %w", key, err)
 	}
 	defer rc.Close()
 	if _, err := dst.Put(ctx, key, rc, sdk.PutOptions{Size: size, SizeKnown: true, SHA256: sum}); err != nil {
-		return fmt.Errorf("clone %s: %w", key, err)
+		return fmt.Errorf("write %s: %w", key, err)
 	}
 	return nil
 }

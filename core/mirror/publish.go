@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/mirrorkit/mirror/core/archive"
@@ -88,6 +89,7 @@ func Publish(ctx context.Context, env *Env, opts PublishOptions) (*PublishResult
 	platform := manifest.Platform(opts.OS, opts.Arch)
 	name := manifest.TarballName(opts.Component, opts.Version, opts.OS, opts.Arch)
 	res := &PublishResult{URL: "/" + name}
+	var final *manifest.Component // the component as committed, or as found unchanged
 	// The tarball is uploaded while the writer lock is taken, where the
 	// backend can stage it (an OCI registry's lease settles for a second).
 	err = env.updateAhead(ctx, []string{opts.Tarball}, func(ctx context.Context, tx *publish.Txn) error {
@@ -117,7 +119,7 @@ func Publish(ctx context.Context, env *Env, opts PublishOptions) (*PublishResult
 			}
 			if old, ok := c.Platforms[platform][opts.Version]; ok {
 				if old.Hashes["sha256"] == sums["sha256"] && old.Length == uint64(size) {
-					res.Unchanged, res.ComponentVersion = true, c.Version
+					res.Unchanged, res.ComponentVersion, final = true, c.Version, c
 					return errUnchanged
 				}
 				return fmt.Errorf("publish %s %s: the version is already published for %s with another tarball: %w; publish a new version", opts.Component, opts.Version, platform, fs.ErrExist)
@@ -154,16 +156,51 @@ func Publish(ctx context.Context, env *Env, opts PublishOptions) (*PublishResult
 			return err
 		}
 		tx.AddFile(name, opts.Tarball, size, sums["sha256"])
-		res.ComponentVersion = c.Version
+		res.ComponentVersion, final = c.Version, c
 		return nil
 	})
-	if errors.Is(err, errUnchanged) {
-		return res, nil
+	if err != nil && !errors.Is(err, errUnchanged) {
+		return nil, err
 	}
-	if err != nil {
+	// A re-run of a publish whose copy was not written finds the version
+	// unchanged and writes the copy then.
+	if err := env.refreshTiupCopy(ctx, final, platform, opts.Version, opts.Tarball); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// refreshTiupCopy keeps tiup-OS-ARCH.tar.gz, the unversioned copy of TiUP
+// that install.sh downloads (spec §2), at the newest stable tiup of the
+// platform after version of component c was published from tarball. Stock
+// tiup overwrites the copy on every publish of tiup, so publishing an older
+// patch release or a nightly rolls new installs back; here only the newest
+// stable version moves it. No manifest names the copy and nothing verifies
+// it, so it is written after the commit point, never ahead of the signed
+// state. A mirror behind an HTTP server is the server's to update.
+func (e *Env) refreshTiupCopy(ctx context.Context, c *manifest.Component, platform, version, tarball string) error {
+	if c == nil || c.ID != tiupComponent || platform == manifest.PlatformAny {
+		return nil
+	}
+	if newest, ok := c.LatestStable(platform, false); !ok || newest != version {
+		return nil
+	}
+	addr := e.Address()
+	if isHTTP(addr) {
+		return nil
+	}
+	item := c.Platforms[platform][version]
+	b, err := e.openBackend(ctx, addr)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	goos, goarch, _ := strings.Cut(platform, "/")
+	open := func() (io.ReadCloser, error) { return os.Open(tarball) }
+	if err := putIfChanged(ctx, b, tiupCopyName(goos, goarch), int64(item.Length), item.Hashes["sha256"], open); err != nil {
+		return fmt.Errorf("published %s %s, but %w; run the publish again", c.ID, version, err)
+	}
+	return nil
 }
 
 // errUnchanged ends a transaction that has nothing to do.

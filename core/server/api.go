@@ -532,7 +532,13 @@ func (a *api) component(w http.ResponseWriter, r *http.Request, sid, name string
 	if up != nil {
 		defer os.Remove(up.path)
 	}
-	return a.w.Update(r.Context(), func(ctx context.Context, tx *publish.Txn) error {
+	// The session's tarball is uploaded while the writer lock is taken,
+	// where the backend can stage it (publish.Writer.Ahead).
+	writer := *a.w
+	if up != nil {
+		writer.Ahead = []string{up.path}
+	}
+	return writer.Update(r.Context(), func(ctx context.Context, tx *publish.Txn) error {
 		return a.applyComponent(ctx, tx, env, &c, up, flags)
 	})
 }

@@ -242,35 +242,24 @@ func (c *conn) waitExited() bool {
 // from any other.
 func (c *conn) call(ctx context.Context, extra time.Duration) (context.Context, *callGuard) {
 	cctx, cancel := context.WithCancel(ctx)
-	g := &callGuard{c: c, cancel: cancel}
-	if c.timeout > 0 {
-		g.t = time.AfterFunc(c.timeout+extra, func() {
-			g.fired.Store(true)
-			cancel()
-		})
-	}
+	g := &callGuard{c: c, cancel: cancel, wd: c.watchFor(cancel, c.timeout+extra)}
+	g.wd.arm()
 	return cctx, g
 }
 
-// callGuard is one bounded call.
+// callGuard is one bounded call: a watchdog armed once, for the whole call.
 type callGuard struct {
 	c      *conn
 	cancel context.CancelFunc
-	t      *time.Timer
-	fired  atomic.Bool
+	wd     *watchdog
 }
 
 // end releases the call and returns its error in the host's form (see
 // wrap), or one saying the plugin did not answer in time.
 func (g *callGuard) end(what string, err error) error {
-	if g.t != nil {
-		g.t.Stop()
-	}
+	g.wd.disarm()
 	g.cancel()
-	if err != nil && g.fired.Load() {
-		return g.c.timeoutError(what)
-	}
-	return g.c.wrap(err)
+	return g.wd.check(g.c, what, g.c.wrap(err))
 }
 
 func (c *conn) timeoutError(what string) error {
@@ -286,13 +275,20 @@ type watchdog struct {
 	fired   atomic.Bool
 }
 
-// watch returns a watchdog that calls cancel when it fires; nil when the
-// timeout is off. A nil watchdog's methods do nothing.
+// watch returns a watchdog that calls cancel when the plugin stays quiet
+// for the timeout; nil when the timeout is off. A nil watchdog's methods
+// do nothing.
 func (c *conn) watch(cancel context.CancelFunc) *watchdog {
+	return c.watchFor(cancel, c.timeout)
+}
+
+// watchFor is watch with a timeout of its own (a call whose work grows with
+// its size gets longer); nil when the conn's timeout is off.
+func (c *conn) watchFor(cancel context.CancelFunc, timeout time.Duration) *watchdog {
 	if c.timeout <= 0 {
 		return nil
 	}
-	w := &watchdog{timeout: c.timeout}
+	w := &watchdog{timeout: timeout}
 	w.t = time.AfterFunc(time.Hour, func() {
 		w.fired.Store(true)
 		cancel()

@@ -290,6 +290,13 @@ func (p *hashPipe) start(name string) {
 // exist, else waiting until a hasher or the caller is done with one. It
 // reports false once the pipe is stopped.
 func (p *hashPipe) get() (*chunk, bool) {
+	// A stopped pipe wins over a free chunk: after Close a Read must fail
+	// with errClosed, not read the closed source again.
+	select {
+	case <-p.done:
+		return nil, false
+	default:
+	}
 	select {
 	case c := <-p.free:
 		return c, true

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os/exec"
 	"sync"
 	"time"
@@ -428,6 +429,10 @@ func (b *Backend) LocalPath(ctx context.Context, key string) (string, error) {
 func (b *Backend) PutFile(ctx context.Context, key, path string, opts sdk.PutOptions) (sdk.ObjectInfo, error) {
 	if err := b.c.check(); err != nil {
 		return sdk.ObjectInfo{}, err
+	}
+	// Staged content is stored with Put; a PutFile names a file to copy.
+	if opts.Staged {
+		return sdk.ObjectInfo{}, fmt.Errorf("put %s: a staged put goes through Put, not PutFile: %w", key, fs.ErrInvalid)
 	}
 	// The plugin copies the whole file inside this one call: allow a
 	// floor of 16 MiB/s on top of the timeout.

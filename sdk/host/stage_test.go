@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -123,5 +126,22 @@ func TestStuckStageTimesOut(t *testing.T) {
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("Stage gave up after %v", took)
+	}
+}
+
+// TestPutFileRefusesStaged: staged content is stored by Put; a PutFile with
+// Staged would hand a plugin a path to copy and a flag it may not know.
+func TestPutFileRefusesStaged(t *testing.T) {
+	b := startBackend(t)
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.PutFile(t.Context(), "k", path, sdk.PutOptions{Staged: true, Size: 1, SizeKnown: true, SHA256: strings.Repeat("0", 64)})
+	if !errors.Is(err, fs.ErrInvalid) {
+		t.Fatalf("PutFile with Staged = %v, want fs.ErrInvalid", err)
+	}
+	if _, err := b.Stat(t.Context(), "k"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Errorf("after the refused PutFile, Stat = %v, want ErrNotFound", err)
 	}
 }

@@ -180,3 +180,23 @@ type Signer interface {
 
 // SignerFactory opens a signer for a configuration.
 type SignerFactory func(ctx context.Context, cfg Config) (Signer, error)
+
+// callerVerifiesKey marks a context whose Get reads content the caller
+// checks itself against signed hashes.
+type callerVerifiesKey struct{}
+
+// WithCallerVerifies returns a context for a Get whose caller checks the
+// content it reads against a signed length and hashes (a tarball a client
+// installs, clones or verifies). A backend may then skip a content hash of
+// its own that only repeats that check, as the OCI backend's sha256 of
+// each blob does; it must still never return more bytes than the object
+// has. The hint crosses the plugin protocol.
+func WithCallerVerifies(ctx context.Context) context.Context {
+	return context.WithValue(ctx, callerVerifiesKey{}, true)
+}
+
+// CallerVerifies reports whether ctx carries WithCallerVerifies.
+func CallerVerifies(ctx context.Context) bool {
+	v, _ := ctx.Value(callerVerifiesKey{}).(bool)
+	return v
+}

@@ -1061,7 +1061,7 @@ func putTarball(ctx context.Context, src, dst sdk.Backend, key string, item mani
 // Put can commit, when sha512 or the length is wrong. Without a signed
 // sha512 the stream is checked against every signed hash here as well.
 func openForPut(ctx context.Context, b sdk.Backend, key string, item manifest.VersionItem) (*repo.Verifier, error) {
-	rc, err := repo.OpenObject(ctx, b, key)
+	rc, err := repo.OpenObject(sdk.WithCallerVerifies(ctx), b, key)
 	if err != nil {
 		return nil, err
 	}
@@ -1095,7 +1095,7 @@ func hasLocalFiles(ctx context.Context, b sdk.Backend) bool {
 
 // hasSHA256 reports whether the stored object has the given digest.
 func hasSHA256(ctx context.Context, b sdk.Backend, key, sum string) (bool, error) {
-	rc, err := repo.OpenObject(ctx, b, key)
+	rc, err := repo.OpenObject(sdk.WithCallerVerifies(ctx), b, key)
 	if err != nil {
 		return false, fmt.Errorf("read %s: %w", key, err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/mirrorkit/mirror/sdk"
 	"github.com/mirrorkit/mirror/sdk/internal/wire"
@@ -106,6 +107,9 @@ func (b *Backend) Get(ctx context.Context, key string) (io.ReadCloser, sdk.Objec
 		return nil, sdk.ObjectInfo{}, err
 	}
 	sctx, cancel := context.WithCancel(ctx)
+	if sdk.CallerVerifies(ctx) {
+		sctx = metadata.AppendToOutgoingContext(sctx, wire.CallerVerifiesHeader, "1")
+	}
 	wd := b.c.watch(cancel)
 	wd.arm()
 	stream, err := b.rpc.Get(sctx, &wire.KeyRequest{Key: key}, chunkAnswer)

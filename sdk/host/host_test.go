@@ -411,3 +411,29 @@ func TestSigner(t *testing.T) {
 		t.Errorf("StartSigner(missing) = %v, want ErrNotFound", err)
 	}
 }
+
+// TestCallerVerifiesCrossesTheProtocol: sdk.WithCallerVerifies on the
+// host's Get reaches the plugin's Get, and only when given.
+func TestCallerVerifiesCrossesTheProtocol(t *testing.T) {
+	b := startBackend(t)
+	for _, tc := range []struct {
+		ctx  context.Context
+		want string
+	}{
+		{context.Background(), "false"},
+		{sdk.WithCallerVerifies(context.Background()), "true"},
+	} {
+		rc, _, err := b.Get(tc.ctx, "probe/caller-verifies")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != tc.want {
+			t.Errorf("plugin saw CallerVerifies = %s, want %s", got, tc.want)
+		}
+	}
+}

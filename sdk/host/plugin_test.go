@@ -89,7 +89,9 @@ var sentinels = map[string]error{
 // memBackend is the plugin-side backend of these tests. Besides plain
 // objects it knows magic keys: "errors/NAME" fails Stat with a sentinel,
 // "slow/..." is a Get that sends 1 MiB then blocks until cancelled, and
-// "probe/canceled" reports (as Size) how many slow Gets saw cancellation.
+// "probe/canceled" reports (as Size) how many slow Gets saw cancellation,
+// and a Get of "probe/caller-verifies" answers whether its context carried
+// sdk.WithCallerVerifies.
 type memBackend struct {
 	cfg      sdk.Config
 	mu       sync.Mutex
@@ -155,6 +157,10 @@ func (r *slowReader) Read(p []byte) (int, error) {
 func (m *memBackend) Get(ctx context.Context, key string) (io.ReadCloser, sdk.ObjectInfo, error) {
 	if strings.HasPrefix(key, "slow/") {
 		return io.NopCloser(&slowReader{ctx: ctx, m: m}), sdk.ObjectInfo{Key: key, Size: 2 * wire.ChunkSize}, nil
+	}
+	if key == "probe/caller-verifies" {
+		answer := fmt.Sprint(sdk.CallerVerifies(ctx))
+		return io.NopCloser(strings.NewReader(answer)), sdk.ObjectInfo{Key: key, Size: int64(len(answer))}, nil
 	}
 	info, err := m.Stat(ctx, key)
 	if err != nil {

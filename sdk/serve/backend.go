@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/mirrorkit/mirror/sdk"
 	"github.com/mirrorkit/mirror/sdk/internal/wire"
@@ -100,6 +101,9 @@ func (s *BackendServer) Get(req *wire.KeyRequest, stream grpc.ServerStreamingSer
 		return err
 	}
 	ctx := stream.Context()
+	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(wire.CallerVerifiesHeader)) > 0 {
+		ctx = sdk.WithCallerVerifies(ctx)
+	}
 	rc, info, err := b.Get(ctx, req.GetKey())
 	if err != nil {
 		return wire.ToStatus(err)

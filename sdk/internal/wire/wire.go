@@ -157,3 +157,7 @@ func PublicKeyToProto(k sdk.PublicKey) *PublicKey {
 func PublicKeyFromProto(m *PublicKey) sdk.PublicKey {
 	return sdk.PublicKey{KeyType: m.GetKeyType(), Scheme: m.GetScheme(), PEM: m.GetPem()}
 }
+
+// CallerVerifiesHeader is the gRPC metadata key that carries
+// sdk.WithCallerVerifies on a Get.
+const CallerVerifiesHeader = "mirror-caller-verifies"

@@ -63,8 +63,18 @@ type fixture struct {
 }
 
 func newFixture(t testing.TB) *fixture {
+	dir := t.TempDir()
+	f := mirrorOn(t, fsbackend.New(dir))
+	f.dir = dir
+	return f
+}
+
+// mirrorOn initializes a mirror on b with the fixture's keys and owner
+// alice.
+func mirrorOn(t testing.TB, b sdk.Backend) *fixture {
+	t.Helper()
 	k := testKeys(t)
-	f := &fixture{dir: t.TempDir(), ring: keyRing{}, owner: k[4]}
+	f := &fixture{ring: keyRing{}, owner: k[4]}
 	for _, key := range k[:4] {
 		f.ring[key.ID()] = key
 	}
@@ -73,16 +83,16 @@ func newFixture(t testing.TB) *fixture {
 		manifest.RoleSnapshot: {k[2].Signer()}, manifest.RoleTimestamp: {k[3].Signer()},
 	}
 	ctx := context.Background()
-	if err := publish.Init(ctx, fsbackend.New(f.dir), roles, now); err != nil {
+	if err := publish.Init(ctx, b, roles, now); err != nil {
 		t.Fatal(err)
 	}
-	err := f.writer().Update(ctx, func(ctx context.Context, tx *publish.Txn) error {
+	w := &publish.Writer{Backend: b, Keys: f.ring, Clock: clock}
+	if err := w.Update(ctx, func(ctx context.Context, tx *publish.Txn) error {
 		tx.Index.Owners["alice"] = manifest.Owner{Name: "Alice", Threshold: 1,
 			Keys: map[string]*manifest.KeyInfo{f.owner.ID(): f.owner.Public().KeyInfo()}}
 		tx.IndexChanged()
 		return nil
-	})
-	if err != nil {
+	}); err != nil {
 		t.Fatal(err)
 	}
 	return f

@@ -124,35 +124,6 @@ func (s *stagingBackend) Put(ctx context.Context, key string, r io.Reader, opts 
 	return info, err
 }
 
-// memMirror initializes a mirror on b with the fixture's keys and owner
-// alice, as newFixture does on disk.
-func memMirror(t *testing.T, b sdk.Backend) *fixture {
-	t.Helper()
-	k := testKeys(t)
-	f := &fixture{ring: keyRing{}, owner: k[4]}
-	for _, key := range k[:4] {
-		f.ring[key.ID()] = key
-	}
-	roles := map[string][]sdk.Signer{
-		manifest.RoleRoot: {k[0].Signer()}, manifest.RoleIndex: {k[1].Signer()},
-		manifest.RoleSnapshot: {k[2].Signer()}, manifest.RoleTimestamp: {k[3].Signer()},
-	}
-	ctx := context.Background()
-	if err := publish.Init(ctx, b, roles, now); err != nil {
-		t.Fatal(err)
-	}
-	w := &publish.Writer{Backend: b, Keys: f.ring, Clock: clock}
-	if err := w.Update(ctx, func(ctx context.Context, tx *publish.Txn) error {
-		tx.Index.Owners["alice"] = manifest.Owner{Name: "Alice", Threshold: 1,
-			Keys: map[string]*manifest.KeyInfo{f.owner.ID(): f.owner.Public().KeyInfo()}}
-		tx.IndexChanged()
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
 // writeTarball writes n random bytes to a file and returns its path and
 // sha256.
 func writeTarball(t *testing.T, n int) (string, string) {
@@ -219,7 +190,7 @@ func wantTarball(t *testing.T, b sdk.Backend, path string) {
 // sending its bytes again.
 func TestUploadAheadOfLock(t *testing.T) {
 	b := newStagingBackend()
-	f := memMirror(t, b)
+	f := mirrorOn(t, b)
 	path, sum := writeTarball(t, 3<<20+11)
 	b.holdLockUntilStaged()
 	w := &publish.Writer{Backend: b, Keys: f.ring, Clock: clock, Ahead: []string{path}}
@@ -256,7 +227,7 @@ func TestUploadAheadFallsBack(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newStagingBackend()
-			f := memMirror(t, b)
+			f := mirrorOn(t, b)
 			tt.setup(b)
 			path, sum := writeTarball(t, 100<<10)
 			fn := f.publishTarball(path, sum)
@@ -291,7 +262,7 @@ func TestUploadAheadFallsBack(t *testing.T) {
 // cancellation is not; and no Stage outlives Update.
 func TestUploadAheadCancelled(t *testing.T) {
 	b := newStagingBackend()
-	f := memMirror(t, b)
+	f := mirrorOn(t, b)
 	b.blockStage = true
 	path, sum := writeTarball(t, 1<<10)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -320,7 +291,7 @@ func TestUploadAheadCancelled(t *testing.T) {
 // is never asked to stage, even if its type has the method.
 func TestNoAheadWithoutStage(t *testing.T) {
 	b := &noStageCaps{newStagingBackend()}
-	f := memMirror(t, b)
+	f := mirrorOn(t, b)
 	path, sum := writeTarball(t, 1<<10)
 	w := &publish.Writer{Backend: b, Keys: f.ring, Clock: clock, Ahead: []string{path}}
 	if err := w.Update(context.Background(), f.publishTarball(path, sum)); err != nil {

@@ -130,7 +130,7 @@ version, length or hash check failed, or an archive entry tried to escape);
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.env.Mirror, "mirror", "", "mirror address (path, file://, http(s)://, oci://)")
 	pf.StringVar(&a.env.Backend, "backend", "", "backend plugin to use, by name (fs, http, oci, or a third-party NAME for mirror-backend-NAME)")
-	pf.StringArrayVar(&a.backendOptions, "backend-option", nil, "KEY=VALUE setting for every backend plugin opened (repeatable; oci: chunk-size, mount-from, insecure, lease-ttl, lease-settle); wins over "+backendOptionsEnv)
+	pf.StringArrayVar(&a.backendOptions, "backend-option", nil, "KEY=VALUE setting for every backend plugin opened, or NAME:KEY=VALUE for backend NAME only (repeatable; oci: chunk-size, mount-from, insecure, lease-ttl, lease-settle); wins over "+backendOptionsEnv)
 	pf.StringVar(&a.env.KeyDir, "key-dir", "", "directory holding the mirror's role keys (default: what init recorded, else MIRROR/keys)")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log plugin activity to stderr")
 	pf.StringArrayVar(&a.env.Signers, "signer", nil, "signer reference (e.g. remote+https://HOST:PORT?cert=..&key=..&ca=..) that signs for its key, role or owner, before the key directory (repeatable)")

@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/mirrorkit/mirror/core/server"
 	"github.com/mirrorkit/mirror/plugins/backend-fs/fsbackend"
 	"github.com/mirrorkit/mirror/sdk"
+	"github.com/mirrorkit/mirror/sdk/sdktest"
 )
 
 var apiNow = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
@@ -80,8 +82,17 @@ const maxUpload = 4096
 // served with the write API, with hello v1.0.0 published through it.
 func newAPIFixture(t *testing.T) *apiFixture {
 	t.Helper()
+	dir := t.TempDir()
+	f := newAPIFixtureOn(t, fsbackend.New(dir))
+	f.dir = dir
+	return f
+}
+
+// newAPIFixtureOn is newAPIFixture over the backend b.
+func newAPIFixtureOn(t *testing.T, b sdk.Backend) *apiFixture {
+	t.Helper()
 	k := apiKeys(t)
-	f := &apiFixture{dir: t.TempDir(), uploads: t.TempDir(), keys: k}
+	f := &apiFixture{uploads: t.TempDir(), keys: k}
 	rk := ring{}
 	for _, key := range k[:4] {
 		rk[key.ID()] = key
@@ -91,7 +102,6 @@ func newAPIFixture(t *testing.T) *apiFixture {
 		manifest.RoleRoot: {k[0].Signer()}, manifest.RoleIndex: {k[1].Signer()},
 		manifest.RoleSnapshot: {k[2].Signer()}, manifest.RoleTimestamp: {k[3].Signer()},
 	}
-	b := fsbackend.New(f.dir)
 	if err := publish.Init(ctx, b, roles, apiNow); err != nil {
 		t.Fatal(err)
 	}
@@ -524,5 +534,51 @@ func TestAPIRotate(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(f.dir, "2.root.json")); err != nil {
 		t.Errorf("2.root.json not written: %v", err)
+	}
+}
+
+// stagingCounter is a backend that stages content (as an OCI registry
+// does) and counts how it was used.
+type stagingCounter struct {
+	*sdktest.MemBackend
+	stages, stagedPuts atomic.Int32
+}
+
+func (c *stagingCounter) Stage(ctx context.Context, r io.Reader, opts sdk.PutOptions) (string, error) {
+	c.stages.Add(1)
+	return c.MemBackend.Stage(ctx, r, opts)
+}
+
+func (c *stagingCounter) Put(ctx context.Context, key string, r io.Reader, opts sdk.PutOptions) (sdk.ObjectInfo, error) {
+	if opts.Staged {
+		c.stagedPuts.Add(1)
+	}
+	return c.MemBackend.Put(ctx, key, r, opts)
+}
+
+// TestAPIPublishStagesTarball: on a backend that stages content, a publish
+// through the write API uploads the session's tarball ahead of the writer
+// lock and the commit stores it without sending it again, as mirror
+// publish does.
+func TestAPIPublishStagesTarball(t *testing.T) {
+	b := &stagingCounter{MemBackend: sdktest.NewMemBackend()}
+	f := newAPIFixtureOn(t, b) // publishes hello v1.0.0 through the API
+	if got := b.stages.Load(); got != 1 {
+		t.Errorf("Stage calls = %d, want 1 (the session's tarball)", got)
+	}
+	if got := b.stagedPuts.Load(); got != 1 {
+		t.Errorf("Staged Puts = %d, want 1", got)
+	}
+	rc, _, err := b.Get(context.Background(), "hello-v1.0.0-linux-amd64.tar.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if err != nil || !bytes.Equal(got, tarballBytes("hello v1.0.0")) {
+		t.Errorf("the staged tarball stored %d bytes (%v), want the uploaded ones", len(got), err)
+	}
+	if left := uploadFiles(t, f.uploads); len(left) != 0 {
+		t.Errorf("uploads left behind: %v", left)
 	}
 }

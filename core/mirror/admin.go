@@ -61,7 +61,7 @@ func Init(ctx context.Context, env *Env, opts InitOptions) (*InitResult, error) 
 	if empty, err := isDirEmpty(keyDir); err != nil || !empty {
 		return nil, fmt.Errorf("init %s: key directory %s is not empty: %w; choose a new one", addr, keyDir, fs.ErrExist)
 	}
-	b, err := env.openBackend(ctx, addr)
+	b, err := env.OpenBackend(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +275,7 @@ func Set(ctx context.Context, env *Env, opts SetOptions) (*SetResult, error) {
 
 // readRootOf reads root.json of a mirror through its backend.
 func readRootOf(ctx context.Context, env *Env, addr string) ([]byte, error) {
-	b, err := env.openBackend(ctx, addr)
+	b, err := env.OpenBackend(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -287,7 +287,7 @@ func readRootOf(ctx context.Context, env *Env, addr string) ([]byte, error) {
 // mirror and the file read from it.
 func readRemoteFile(ctx context.Context, env *Env, u string) ([]byte, error) {
 	i := strings.LastIndex(u, "/")
-	b, err := env.openBackend(ctx, u[:i])
+	b, err := env.OpenBackend(ctx, u[:i])
 	if err != nil {
 		return nil, err
 	}
@@ -387,7 +387,7 @@ func (e *Env) updateAhead(ctx context.Context, ahead []string, fn func(ctx conte
 	if isHTTP(addr) {
 		return e.updateRemote(ctx, addr, fn)
 	}
-	b, err := e.openBackend(ctx, addr)
+	b, err := e.OpenBackend(ctx, addr)
 	if err != nil {
 		return err
 	}

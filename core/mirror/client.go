@@ -29,7 +29,7 @@ import (
 // and nothing is saved.
 func (e *Env) openRepo(ctx context.Context) (*repo.Repo, *host.Backend, error) {
 	addr := e.Address()
-	b, err := e.openBackend(ctx, addr)
+	b, err := e.OpenBackend(ctx, addr)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -324,7 +324,7 @@ func Verify(ctx context.Context, env *Env, opts VerifyOptions) (*VerifyResult, e
 	if opts.Address != "" {
 		addr = normalizeAddress(opts.Address)
 	}
-	b, err := env.openBackend(ctx, addr)
+	b, err := env.OpenBackend(ctx, addr)
 	if err != nil {
 		return nil, err
 	}

@@ -267,7 +267,7 @@ func openCloneSource(ctx context.Context, env *Env, from, addr string) (*repo.Re
 	if from == "" {
 		return env.openRepo(ctx)
 	}
-	b, err := env.openBackend(ctx, addr)
+	b, err := env.OpenBackend(ctx, addr)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -309,7 +309,7 @@ func openCloneTarget(ctx context.Context, env *Env, target string) targetFuture 
 				newKeys = generateKeysAsync(len(cloneRoles))
 			}
 		}
-		b, err := env.openBackend(ctx, target)
+		b, err := env.OpenBackend(ctx, target)
 		if err != nil {
 			out <- cloneTarget{err: err}
 			return

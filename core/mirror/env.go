@@ -199,11 +199,6 @@ func (e *Env) OpenBackend(ctx context.Context, addr string) (*host.Backend, erro
 	return b, err
 }
 
-// openBackend is OpenBackend, under the name this package's verbs call.
-func (e *Env) openBackend(ctx context.Context, addr string) (*host.Backend, error) {
-	return e.OpenBackend(ctx, addr)
-}
-
 // openSigner starts a signer plugin for a key reference (a key file path or
 // a signer URL).
 func (e *Env) openSigner(ctx context.Context, ref string) (*host.Signer, error) {

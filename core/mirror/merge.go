@@ -207,7 +207,7 @@ func Merge(ctx context.Context, env *Env, opts MergeOptions) (*MergeResult, erro
 // openMergeSource opens and verifies a source: it is trusted from rootFile
 // when given, else from its own root.json (the user named it).
 func openMergeSource(ctx context.Context, env *Env, addr, rootFile string) (*mergeSource, error) {
-	b, err := env.openBackend(ctx, addr)
+	b, err := env.OpenBackend(ctx, addr)
 	if err != nil {
 		return nil, err
 	}

@@ -190,7 +190,7 @@ func (e *Env) refreshTiupCopy(ctx context.Context, c *manifest.Component, platfo
 		return nil
 	}
 	item := c.Platforms[platform][version]
-	b, err := e.openBackend(ctx, addr)
+	b, err := e.OpenBackend(ctx, addr)
 	if err != nil {
 		return err
 	}

@@ -82,7 +82,7 @@ type remoteChange struct {
 // updateRemote runs fn against the http mirror's verified state, then sends
 // what it staged through the API; a 409 runs it again on a fresh read.
 func (e *Env) updateRemote(ctx context.Context, addr string, fn func(ctx context.Context, tx *publish.Txn) error) error {
-	b, err := e.openBackend(ctx, addr)
+	b, err := e.OpenBackend(ctx, addr)
 	if err != nil {
 		return err
 	}

@@ -143,7 +143,7 @@ func Rotate(ctx context.Context, env *Env, opts RotateOptions) (*RotateResult, e
 // root.json, each step verified.
 func latestRoot(ctx context.Context, env *Env) ([]byte, *manifest.Root, error) {
 	addr := env.Address()
-	b, err := env.openBackend(ctx, addr)
+	b, err := env.OpenBackend(ctx, addr)
 	if err != nil {
 		return nil, nil, err
 	}
